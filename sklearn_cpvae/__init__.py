@@ -1,0 +1,14 @@
+"""Cross-population variational autoencoders with a scikit-learn API.
+
+The estimator :class:`CPVAE` implements Davison, Severson & Ghosh, "Cross-population
+Variational Autoencoders": shared and population-private latent codes, the mutual
+information regularised objective, sub-group discovery and classification by
+importance-sampled marginal likelihood.
+"""
+
+from sklearn_cpvae._estimator import CPVAE
+from sklearn_cpvae._training import TrainingDivergedError
+
+__version__ = "0.1.0"
+
+__all__ = ["CPVAE", "TrainingDivergedError", "__version__"]

@@ -1,0 +1,202 @@
+"""The CPVAE networks (paper eq. 1-2) and the two computations that use all of them.
+
+``CPVAEModule`` holds the shared encoder q(z|x) and decoder f_s, the K stacked private
+encoders q_k(t|x) and decoders f_k, and the Gaussian noise level Psi. It has no sklearn,
+numpy or device logic: tensors arrive on the right device and dtype.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from sklearn_cpvae._nn import StackedMLP, group_rows, scatter_to_groups
+from sklearn_cpvae._objective import (
+    VAR_EPS,
+    cpvae_terms,
+    kl_std_normal,
+    log_likelihood,
+    log_marginal_is,
+    log_normal,
+    mi_weights,
+)
+
+LOG_VAR_EPS = math.log(VAR_EPS)
+
+
+class CPVAEModule(nn.Module):
+    """Shared and K private encoder/decoder pairs with additive aggregation g(a, b) = a + b."""
+
+    def __init__(
+        self,
+        n_features,
+        n_populations,
+        n_shared,
+        n_private,
+        hidden_layer_sizes,
+        activation,
+        likelihood,
+        generator,
+    ):
+        super().__init__()
+        hidden = list(hidden_layer_sizes)
+        dec_hidden = hidden[::-1]
+        self.n_populations = n_populations
+        self.n_shared = n_shared
+        self.n_private = n_private
+        self.likelihood = likelihood
+        mk = StackedMLP
+        self.enc_shared = mk(1, [n_features, *hidden, 2 * n_shared], activation, generator)
+        self.dec_shared = mk(1, [n_shared, *dec_hidden, n_features], activation, generator)
+        self.enc_private = mk(
+            n_populations, [n_features, *hidden, 2 * n_private], activation, generator
+        )
+        self.dec_private = mk(
+            n_populations, [n_private, *dec_hidden, n_features], activation, generator
+        )
+        # log of the isotropic variance Psi (eq. 1); unused by the Bernoulli likelihood.
+        self.log_psi = nn.Parameter(torch.zeros(()))
+
+    @staticmethod
+    def _split(out):
+        mu, raw = out.chunk(2, dim=-1)
+        # Floors the variance at VAR_EPS smoothly: log(exp(raw) + VAR_EPS).
+        return mu, torch.logaddexp(raw, torch.full_like(raw, LOG_VAR_EPS))
+
+    def encode_shared(self, x):
+        """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
+        return self._split(self.enc_shared.forward_single(x))
+
+    def encode_private_all(self, x):
+        """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private)."""
+        return self._split(self.enc_private.forward_all(x))
+
+    def encode_private_grouped(self, xg):
+        """q_k(t|x) on population k's rows: (K, m, D) -> (K, m, n_private) each."""
+        return self._split(self.enc_private.forward_grouped(xg))
+
+    def decode_shared(self, z):
+        """f_s(z): (..., n_shared) -> (..., D)."""
+        return self.dec_shared.forward_single(z)
+
+    def decode_private_grouped(self, tg):
+        """f_k(t) on population k's codes: (K, m, n_private) -> (K, m, D)."""
+        return self.dec_private.forward_grouped(tg)
+
+    def decode_private(self, t, populations):
+        """f_k(t) with each row's own k: ``t`` (n, n_private) -> (n, D)."""
+        group, slot, m = group_rows(populations, self.n_populations)
+        out = self.decode_private_grouped(
+            scatter_to_groups(t, group, slot, self.n_populations, m)
+        )
+        return out[group, slot]
+
+    def encode_private(self, x, populations):
+        """q_k(t|x) with each row's own k: (n, D) -> mean, log-variance (n, n_private)."""
+        group, slot, m = group_rows(populations, self.n_populations)
+        out = self.enc_private.forward_grouped(
+            scatter_to_groups(x, group, slot, self.n_populations, m)
+        )
+        return self._split(out[group, slot])
+
+
+def _reparameterise(mu, logvar, generator):
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def batch_terms(
+    module, x, populations, batch_counts, pop_sizes, *, objective, mi_weight, generator,
+    balanced=False,
+):
+    """Minibatch estimate of eq. 4/10 (or eq. 3) as :class:`~sklearn_cpvae._objective.LossTerms`.
+
+    ``x`` (n, D) holds rows of populations ``populations`` (n,), ``batch_counts[k]`` of
+    them from population k, drawn from ``pop_sizes[k]`` rows. ``balanced=True`` declares
+    the layout of Algorithm 1's minibatch: M rows of every population, population-major,
+    so that the per-population blocks are views rather than scattered copies.
+    """
+    n, d = x.shape
+    k = module.n_populations
+    dtype = x.dtype
+    batch_counts = batch_counts.to(dtype)
+    pop_sizes = pop_sizes.to(dtype)
+    if balanced:
+        m = n // k
+        group, slot = populations, torch.arange(n, device=x.device) % m
+    else:
+        group, slot, m = group_rows(populations, k)
+
+    def to_groups(rows):
+        if balanced:
+            return rows.view(k, m, -1)
+        return scatter_to_groups(rows, group, slot, k, m)
+
+    mu_z, lv_z = module.encode_shared(x)
+    if objective == "mi":
+        # The exact MI term: encoder k on every row; each row's own code is one slice.
+        mu_all, lv_all = module.encode_private_all(x)
+        rows = torch.arange(n, device=x.device)
+        mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
+    else:
+        mu_t, lv_t = module.encode_private_grouped(to_groups(x))
+        mu_t, lv_t = mu_t[group, slot], lv_t[group, slot]
+
+    z = _reparameterise(mu_z, lv_z, generator)
+    t = _reparameterise(mu_t, lv_t, generator)
+    out = module.decode_shared(z) + module.decode_private_grouped(to_groups(t))[group, slot]
+    recon = log_likelihood(x, out, module.likelihood, module.log_psi)
+    kl_z = kl_std_normal(mu_z, lv_z)
+    if objective == "mi":
+        return cpvae_terms(
+            recon,
+            kl_z,
+            populations,
+            batch_counts,
+            pop_sizes,
+            objective="mi",
+            mi_weight=mi_weight,
+            kl_t_others=kl_std_normal(mu_all, lv_all),
+            others_weight=mi_weights(populations, batch_counts, pop_sizes),
+        )
+    return cpvae_terms(
+        recon,
+        kl_z,
+        populations,
+        batch_counts,
+        pop_sizes,
+        objective="elbo",
+        kl_t_own=kl_std_normal(mu_t, lv_t),
+    )
+
+
+def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
+    """Importance-sampled log p(x | theta_s, theta_k) for every population k (eq. 7-8).
+
+    The proposal is the amortised posterior q(z|x) q_k(t|x); ``eps_z`` (S, n_shared) and
+    ``eps_t`` (S, n_private) are fixed standard-normal draws shared by every row and every
+    population (common random numbers), so a row's estimate does not depend on the other
+    rows of its batch and differences between populations have low variance.
+    The prior on t is ``N(prior_t_mean[k], exp(prior_t_logvar[k]))``: the standard normal
+    of eq. 1, or the aggregate posterior (see ``CPVAE(private_prior=...)``).
+
+    Returns a tensor ``(n, K)``.
+    """
+    mu_z, lv_z = module.encode_shared(x)  # (n, dz)
+    z = mu_z + torch.exp(0.5 * lv_z) * eps_z[:, None, :]  # (S, n, dz)
+    log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
+        z, mu_z, lv_z
+    )  # (S, n)
+    f_s = module.decode_shared(z)  # (S, n, D)
+
+    mu_t, lv_t = module.encode_private_all(x)  # (K, n, dt)
+    k, n, dt = mu_t.shape
+    s = eps_t.shape[0]
+    t = mu_t[:, None] + torch.exp(0.5 * lv_t[:, None]) * eps_t[None, :, None, :]  # (K,S,n,dt)
+    pm = prior_t_mean[:, None, None, :]
+    plv = prior_t_logvar[:, None, None, :]
+    log_pt_qt = log_normal(t, pm, plv) - log_normal(t, mu_t[:, None], lv_t[:, None])
+    f_k = module.decode_private_grouped(t.reshape(k, s * n, dt)).view(k, s, n, -1)
+    recon = log_likelihood(x, f_s[None] + f_k, module.likelihood, module.log_psi)
+    log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
+    return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)

@@ -1,0 +1,115 @@
+"""Stacked multilayer perceptrons: K networks of one shape evaluated as one computation.
+
+CPVAE has K private encoders and K private decoders (paper eq. 1-2). The mutual
+information term of eq. 4 runs *every* private encoder on *every* point of the
+minibatch, so a Python loop over populations would launch K small GEMMs per layer.
+Instead the K networks' weights are stacked and each layer is one batched GEMM.
+
+The first layer's weight is stored as ``(in, K, out)``: viewed as ``(in, K * out)`` it
+applies all K first layers to a common input with a single large GEMM, and permuted to
+``(K, in, out)`` it serves ``torch.bmm`` when each network has its own input. Deeper
+layers are stored as ``(K, in, out)`` because their inputs are always per network.
+The shared networks are the same class with K = 1.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+ACTIVATIONS = {
+    "relu": nn.functional.relu,
+    "tanh": torch.tanh,
+    "elu": nn.functional.elu,
+    "gelu": nn.functional.gelu,
+    "softplus": nn.functional.softplus,
+    "leaky_relu": nn.functional.leaky_relu,
+}
+
+
+class StackedMLP(nn.Module):
+    """``n_stack`` MLPs with identical layer sizes, evaluated together.
+
+    Parameters
+    ----------
+    n_stack : int
+        Number of networks K.
+    sizes : sequence of int
+        ``[n_in, hidden_1, ..., n_out]``.
+    activation : str
+        Key of :data:`ACTIVATIONS`, applied after every layer but the last.
+    generator : torch.Generator
+        Source of the initial weights, so that construction never reads the global
+        torch RNG (thread safety and ``random_state`` reproducibility).
+    """
+
+    def __init__(self, n_stack, sizes, activation, generator):
+        super().__init__()
+        self.n_stack = n_stack
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            # Same distribution as torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)).
+            bound = 1.0 / math.sqrt(n_in)
+            shape = (n_in, n_stack, n_out) if i == 0 else (n_stack, n_in, n_out)
+            w = (torch.rand(shape, generator=generator) * 2 - 1) * bound
+            b = (torch.rand((n_stack, 1, n_out), generator=generator) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(b))
+
+    def _tail(self, h):
+        """Layers 1.. on per-network inputs ``h`` of shape (K, n, hidden_1)."""
+        n_layers = len(self.weights)
+        for i in range(1, n_layers):
+            h = self._act(h)
+            h = torch.baddbmm(self.biases[i], h, self.weights[i])
+        return h
+
+    def forward_all(self, x):
+        """Every network on every row: ``x`` (n, in) -> (K, n, out)."""
+        w0 = self.weights[0]
+        n_in, k, n_out = w0.shape
+        h = x @ w0.reshape(n_in, k * n_out)
+        h = h.reshape(-1, k, n_out).transpose(0, 1) + self.biases[0]
+        return self._tail(h)
+
+    def forward_grouped(self, x):
+        """Network k on its own rows: ``x`` (K, m, in) -> (K, m, out)."""
+        w0 = self.weights[0].permute(1, 0, 2)
+        h = torch.baddbmm(self.biases[0], x, w0)
+        return self._tail(h)
+
+    def forward_single(self, x):
+        """For ``n_stack == 1``: ``x`` (..., in) -> (..., out)."""
+        lead = x.shape[:-1]
+        out = self.forward_all(x.reshape(-1, x.shape[-1]))[0]
+        return out.reshape(*lead, out.shape[-1])
+
+
+def group_rows(populations, n_groups):
+    """Positions that lay rows out as a padded ``(K, m, ...)`` block, one slab per population.
+
+    Inference receives rows in any order and mix of populations; grouping them lets
+    :meth:`StackedMLP.forward_grouped` run each population's network on its rows in one
+    batched call. Returns ``(group, slot, m)``: row ``i`` goes to ``[group[i], slot[i]]``
+    of a block with ``m`` slots per population.
+    """
+    populations = populations.long()
+    counts = torch.bincount(populations, minlength=n_groups)
+    order = torch.argsort(populations, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.empty_like(populations)
+    slot[order] = torch.arange(len(populations), device=populations.device) - starts[
+        populations[order]
+    ]
+    m = int(counts.max().item()) if len(populations) else 0
+    return populations, slot, m
+
+
+def scatter_to_groups(x, group, slot, n_groups, m):
+    """Place rows ``x`` (n, d) into a zero-padded block (K, m, d) at ``[group, slot]``."""
+    block = x.new_zeros((n_groups, m) + tuple(x.shape[1:]))
+    block[group, slot] = x
+    return block

@@ -1,0 +1,9 @@
+"""Every scikit-learn import that is not public API, in one place.
+
+A scikit-learn release that moves one of these is then a one-file fix.
+"""
+
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_feature_names_in, validate_data
+
+__all__ = ["Interval", "StrOptions", "_check_feature_names_in", "validate_data"]

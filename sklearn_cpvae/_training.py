@@ -1,0 +1,199 @@
+"""The training loop: balanced minibatches (Algorithm 1), alpha annealing, stopping rules.
+
+About 150 lines of plain torch, deliberately without a framework (see ``docs/design.md``):
+the estimator prepares tensors and an optimiser, this module runs epochs and returns what
+happened as a :class:`TrainResult`.
+"""
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from sklearn_cpvae._module import batch_terms
+from sklearn_cpvae._objective import LossTerms, mi_weight_schedule
+
+TERMS = ("loss", "recon", "kl_shared", "kl_private", "mi")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A term of the objective became non-finite; the message names the term and epoch."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str
+    mi_weight: float
+    mi_anneal_epochs: int
+    batch_size: int
+    max_iter: int
+    tol: float
+    n_iter_no_change: int
+    early_stopping: bool
+    max_grad_norm: float | None
+    verbose: int
+
+
+@dataclass
+class TrainResult:
+    history: list = field(default_factory=list)
+    n_iter: int = 0
+    converged: bool = False
+    interrupted: bool = False
+    best_loss: float = math.inf
+
+
+def balanced_batches(members, batch_size, n_steps, generator):
+    """Indices ``(n_steps, K, M)``: every step draws M rows from every population (Alg. 1).
+
+    Each population is visited in a fresh random order and recycled when exhausted, so a
+    small population is oversampled rather than starved, and a large one is covered
+    without replacement within a pass.
+    """
+    out = []
+    need = n_steps * batch_size
+    for idx in members:
+        passes = -(-need // len(idx))
+        order = torch.argsort(torch.rand((passes, len(idx)), generator=generator), dim=1)
+        out.append(idx[order.reshape(-1)[:need]].view(n_steps, batch_size))
+    return torch.stack(out, dim=1)
+
+
+def steps_per_epoch(n_samples, n_populations, batch_size):
+    """One epoch sees about as many rows as the data holds."""
+    return max(1, -(-n_samples // (n_populations * batch_size)))
+
+
+def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=4096):
+    """Objective terms on a whole (validation) set, with fixed noise so epochs compare."""
+    k = module.n_populations
+    counts = torch.bincount(populations, minlength=k).to(x.dtype)
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    sums = torch.zeros(len(TERMS), device=x.device, dtype=x.dtype)
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        for start in range(0, len(x), chunk):
+            sl = slice(start, start + chunk)
+            terms = batch_terms(
+                module, x[sl], populations[sl], counts, counts,
+                objective=cfg.objective, mi_weight=mi_weight, generator=gen,
+            )
+            sums += _stack(terms)
+    module.train(was_training)
+    return dict(zip(TERMS, sums.tolist()))
+
+
+def _stack(terms: LossTerms):
+    return torch.stack([getattr(terms, name).detach() for name in TERMS])
+
+
+def _check_finite(record, epoch):
+    for name in TERMS:
+        if not math.isfinite(record[name]):
+            raise TrainingDivergedError(
+                f"training diverged: the {name!r} term of the objective became "
+                f"{record[name]} at epoch {epoch + 1}; the weights of the last finite "
+                "epoch were restored. Lower learning_rate_init, set max_grad_norm, or "
+                "standardise X."
+            )
+
+
+def train(
+    module, optimizer, data, cfg, generator, *, index_generator, start_epoch=0, val=None,
+    val_seed=0,
+):
+    """Run epochs ``start_epoch .. cfg.max_iter - 1`` on ``data = (X, populations, pop_sizes)``.
+
+    ``generator`` draws the reparameterisation noise on the data's device and
+    ``index_generator`` (CPU) the minibatches. ``val`` is ``(X_val, populations_val)`` or None. Weights of the best validation epoch
+    are restored when ``cfg.early_stopping``; after a non-finite term, those of the last
+    finite epoch are restored before :class:`TrainingDivergedError` is raised.
+    """
+    x, populations, pop_sizes = data
+    k = len(pop_sizes)
+    members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
+    n_steps = steps_per_epoch(len(x), k, cfg.batch_size)
+    result = TrainResult()
+    last_good = copy.deepcopy(module.state_dict())
+    best_state = None
+    no_improve = 0
+    params = [p for p in module.parameters()]
+    module.train()
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.max_iter):
+            tic = time.perf_counter()
+            idx = balanced_batches(members, cfg.batch_size, n_steps, index_generator).to(x.device)
+            sums = torch.zeros(len(TERMS), device=x.device)
+            for step in range(n_steps):
+                alpha = mi_weight_schedule(
+                    epoch + step / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
+                )
+                rows = idx[step].reshape(-1)
+                terms = batch_terms(
+                    module, x[rows], populations[rows], pop_sizes.new_full((k,), cfg.batch_size),
+                    pop_sizes, objective=cfg.objective, mi_weight=alpha,
+                    generator=generator, balanced=True,
+                )
+                optimizer.zero_grad(set_to_none=True)
+                terms.loss.backward()
+                if cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                sums += _stack(terms)
+            # One host-device synchronisation per epoch, here.
+            record = dict(zip(TERMS, (sums / n_steps).tolist()))
+            record["mi_weight"] = alpha
+            record["epoch"] = epoch + 1
+            try:
+                _check_finite(record, epoch)
+            except TrainingDivergedError:
+                module.load_state_dict(last_good)
+                raise
+            if val is not None:
+                vrec = evaluate(module, *val, cfg, alpha, val_seed)
+                record.update({f"val_{n}": v for n, v in vrec.items()})
+            record["time"] = time.perf_counter() - tic
+            result.history.append(record)
+            result.n_iter = epoch + 1
+            if cfg.verbose:
+                print(_format(record), flush=True)
+            last_good = copy.deepcopy(module.state_dict())
+
+            # Stopping rules: the objective changes with alpha, so only count after annealing.
+            if epoch + 1 < cfg.mi_anneal_epochs:
+                continue
+            metric = record["val_loss"] if val is not None else record["loss"]
+            if metric < result.best_loss - cfg.tol * abs(result.best_loss):
+                result.best_loss = metric
+                no_improve = 0
+                if cfg.early_stopping:
+                    best_state = copy.deepcopy(module.state_dict())
+            else:
+                if metric < result.best_loss:
+                    result.best_loss = metric
+                no_improve += 1
+                if no_improve >= cfg.n_iter_no_change:
+                    result.converged = True
+                    break
+    except KeyboardInterrupt:
+        # As sklearn's MLP: keep a usable model; the estimator warns.
+        result.interrupted = True
+        module.load_state_dict(last_good)
+    if cfg.early_stopping and best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return result
+
+
+def _format(record):
+    parts = [f"epoch {record['epoch']:4d}"]
+    for name in TERMS + ("mi_weight",):
+        parts.append(f"{name}={record[name]:.4g}")
+    if "val_loss" in record:
+        parts.append(f"val_loss={record['val_loss']:.4g}")
+    parts.append(f"({record['time']:.2f}s)")
+    return "  ".join(parts)

@@ -1,0 +1,28 @@
+"""scikit-learn's common estimator checks on small configurations."""
+
+import warnings
+
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_cpvae import CPVAE
+
+# Every check passes: no expected failures are listed.
+EXPECTED_FAILED_CHECKS = {}
+
+
+def _instances():
+    common = dict(
+        n_shared=2, n_private=2, hidden_layer_sizes=(16,), max_iter=20,
+        n_importance_samples=8, batch_size=16, device="cpu", random_state=0,
+    )
+    return [CPVAE(**common), CPVAE(objective="elbo", blocks="private", **common)]
+
+
+@parametrize_with_checks(
+    _instances(), expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
+)
+def test_sklearn_compatible(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        check(estimator)
