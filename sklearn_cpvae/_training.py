@@ -108,14 +108,16 @@ def train(
     """Run epochs ``start_epoch .. cfg.max_iter - 1`` on ``data = (X, populations, pop_sizes)``.
 
     ``generator`` draws the reparameterisation noise on the data's device and
-    ``index_generator`` (CPU) the minibatches. ``val`` is ``(X_val, populations_val)`` or None. Weights of the best validation epoch
-    are restored when ``cfg.early_stopping``; after a non-finite term, those of the last
-    finite epoch are restored before :class:`TrainingDivergedError` is raised.
+    ``index_generator`` (CPU) the minibatches. ``val`` is ``(X_val, populations_val)`` or
+    None. Weights of the best validation epoch are restored when ``cfg.early_stopping``;
+    after a non-finite term, those of the last finite epoch are restored before
+    :class:`TrainingDivergedError` is raised.
     """
     x, populations, pop_sizes = data
     k = len(pop_sizes)
     members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
     n_steps = steps_per_epoch(len(x), k, cfg.batch_size)
+    batch_counts = pop_sizes.new_full((k,), cfg.batch_size)
     result = TrainResult()
     last_good = copy.deepcopy(module.state_dict())
     best_state = None
@@ -134,7 +136,7 @@ def train(
                 )
                 rows = idx[step].reshape(-1)
                 terms = batch_terms(
-                    module, x[rows], populations[rows], pop_sizes.new_full((k,), cfg.batch_size),
+                    module, x[rows], populations[rows], batch_counts,
                     pop_sizes, objective=cfg.objective, mi_weight=alpha,
                     generator=generator, balanced=True,
                 )

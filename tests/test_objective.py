@@ -1,0 +1,230 @@
+"""The math of eq. 1-10 against brute-force versions on tiny data."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.distributions import Bernoulli, Normal
+
+from sklearn_cpvae._module import CPVAEModule, batch_terms, log_likelihood_per_population
+from sklearn_cpvae._nn import StackedMLP, group_rows, scatter_to_groups
+from sklearn_cpvae._objective import (
+    cpvae_terms,
+    kl_std_normal,
+    log_likelihood,
+    log_marginal_is,
+    log_normal,
+    mi_weight_schedule,
+    mi_weights,
+)
+
+POPS = np.array([0, 0, 1, 1, 1, 2, 2])  # n_k = 2, 3, 2 ; N = 7
+
+
+def _tiny_terms(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n, k = len(POPS), 3
+    return (
+        torch.randn(n, generator=g, dtype=torch.float64),
+        torch.rand(n, generator=g, dtype=torch.float64),
+        torch.rand(k, n, generator=g, dtype=torch.float64),
+    )
+
+
+def _brute_force_j(recon, kl_z, kl_all, alpha):
+    """Eq. 10 written as in the paper, with explicit loops over populations and rows."""
+    n_total = len(POPS)
+    sizes = np.bincount(POPS)
+    data = sum(recon[i] - kl_z[i] for i in range(n_total)) / n_total
+    mi = 0.0
+    for k in range(len(sizes)):
+        inner = sum(kl_all[k, i] for i in range(n_total) if POPS[i] != k)
+        mi += inner / (n_total - sizes[k])
+    return float(data - alpha * mi), float(mi)
+
+
+def _estimate(recon, kl_z, kl_all, rows, alpha):
+    pops = torch.as_tensor(POPS[rows])
+    sizes = torch.as_tensor(np.bincount(POPS), dtype=torch.float64)
+    counts = torch.as_tensor(np.bincount(POPS[rows], minlength=3), dtype=torch.float64)
+    rows = torch.as_tensor(rows)
+    return cpvae_terms(
+        recon[rows], kl_z[rows], pops, counts, sizes, objective="mi", mi_weight=alpha,
+        kl_t_others=kl_all[:, rows], others_weight=mi_weights(pops, counts, sizes),
+    )
+
+
+def test_full_batch_estimate_equals_brute_force():
+    recon, kl_z, kl_all = _tiny_terms()
+    terms = _estimate(recon, kl_z, kl_all, np.arange(len(POPS)), alpha=2.5)
+    expected_j, expected_mi = _brute_force_j(recon, kl_z, kl_all, 2.5)
+    assert float(-terms.loss) == pytest.approx(expected_j, rel=1e-12)
+    assert float(terms.mi) == pytest.approx(expected_mi, rel=1e-12)
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_balanced_minibatch_estimate_is_unbiased(m):
+    """Averaged over every balanced minibatch of M rows per population (Algorithm 1),
+    the estimate equals the full-data objective: the 1/N and 1/(N - n_k) are right."""
+    recon, kl_z, kl_all = _tiny_terms(1)
+    members = [np.flatnonzero(POPS == k) for k in range(3)]
+    estimates = []
+    for choice in itertools.product(*(itertools.combinations(mem, m) for mem in members)):
+        rows = np.concatenate([np.array(c) for c in choice])
+        estimates.append(float(-_estimate(recon, kl_z, kl_all, rows, alpha=1.0).loss))
+    assert np.mean(estimates) == pytest.approx(_brute_force_j(recon, kl_z, kl_all, 1.0)[0])
+
+
+def test_elbo_estimate_equals_brute_force():
+    recon, kl_z, kl_all = _tiny_terms(2)
+    kl_own = kl_all[torch.as_tensor(POPS), torch.arange(len(POPS))]
+    sizes = torch.as_tensor(np.bincount(POPS), dtype=torch.float64)
+    terms = cpvae_terms(
+        recon, kl_z, torch.as_tensor(POPS), sizes, sizes, objective="elbo", kl_t_own=kl_own
+    )
+    expected = sum(recon[i] - kl_z[i] - kl_own[i] for i in range(len(POPS))) / len(POPS)
+    assert float(-terms.loss) == pytest.approx(float(expected), rel=1e-12)
+    assert float(terms.mi) == 0.0
+
+
+def test_kl_and_log_densities_match_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    mu, lv, x = (torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    q = Normal(mu, torch.exp(0.5 * lv))
+    p = Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    kl = torch.distributions.kl_divergence(q, p).sum(-1)
+    torch.testing.assert_close(kl_std_normal(mu, lv), kl)
+    torch.testing.assert_close(log_normal(x, mu, lv), q.log_prob(x).sum(-1))
+    log_psi = torch.tensor(-0.7, dtype=torch.float64)
+    torch.testing.assert_close(
+        log_likelihood(x, mu, "gaussian", log_psi),
+        Normal(mu, torch.exp(0.5 * log_psi)).log_prob(x).sum(-1),
+    )
+    xb = torch.rand(5, 4, generator=g, dtype=torch.float64).round()
+    torch.testing.assert_close(
+        log_likelihood(xb, mu, "bernoulli"), Bernoulli(logits=mu).log_prob(xb).sum(-1)
+    )
+
+
+def test_log_marginal_is_is_log_mean_exp():
+    log_w = torch.tensor([[-1.0, -800.0], [-2.0, -801.0], [-3.0, -799.0]], dtype=torch.float64)
+    expected = [math.log(np.mean(np.exp([-1.0, -2.0, -3.0]))), -800.0 + math.log(
+        np.mean(np.exp([0.0, -1.0, 1.0]))
+    )]
+    np.testing.assert_allclose(log_marginal_is(log_w).numpy(), expected, rtol=1e-12)
+
+
+def test_mi_weight_schedule_anneals_from_one():
+    assert mi_weight_schedule(0, 10.0, 4) == 1.0
+    assert mi_weight_schedule(2, 10.0, 4) == pytest.approx(5.5)
+    assert mi_weight_schedule(9, 10.0, 4) == 10.0
+    assert mi_weight_schedule(0, 3.0, 0) == 3.0
+
+
+def _manual_mlp(x, weights, biases, k, act):
+    h = x
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        wk = w[:, k, :] if i == 0 else w[k]
+        h = h @ wk + b[k, 0]
+        if i < len(weights) - 1:
+            h = act(h)
+    return h
+
+
+def test_stacked_mlp_matches_separate_networks():
+    g = torch.Generator().manual_seed(0)
+    net = StackedMLP(3, [5, 7, 6, 2], "tanh", g).double()
+    x = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    all_out = net.forward_all(x)
+    w = [p.detach() for p in net.weights]
+    b = [p.detach() for p in net.biases]
+    for k in range(3):
+        torch.testing.assert_close(all_out[k], _manual_mlp(x, w, b, k, torch.tanh))
+    xg = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    grouped = net.forward_grouped(xg)
+    for k in range(3):
+        torch.testing.assert_close(grouped[k], _manual_mlp(xg[k], w, b, k, torch.tanh))
+
+
+def test_group_rows_round_trip():
+    pops = torch.tensor([2, 0, 2, 1, 2, 0])
+    x = torch.arange(12.0).view(6, 2)
+    group, slot, m = group_rows(pops, 3)
+    assert m == 3
+    block = scatter_to_groups(x, group, slot, 3, m)
+    torch.testing.assert_close(block[group, slot], x)
+    assert block[1, 1:].abs().sum() == 0  # padding
+
+
+def _module(k=3, d=5, likelihood="gaussian"):
+    g = torch.Generator().manual_seed(0)
+    return CPVAEModule(d, k, 2, 3, [6], "tanh", likelihood, g).double()
+
+
+def test_balanced_layout_matches_general_layout():
+    module = _module()
+    x = torch.randn(3 * 4, 5, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    pops = torch.arange(3).repeat_interleave(4)
+    sizes = torch.tensor([10.0, 20.0, 30.0], dtype=torch.float64)
+    counts = torch.full((3,), 4.0, dtype=torch.float64)
+    for objective in ("mi", "elbo"):
+        a, b = (
+            batch_terms(
+                module, x, pops, counts, sizes, objective=objective, mi_weight=2.0,
+                generator=torch.Generator().manual_seed(5), balanced=bal,
+            )
+            for bal in (True, False)
+        )
+        for name in ("loss", "recon", "kl_shared", "kl_private", "mi"):
+            torch.testing.assert_close(getattr(a, name), getattr(b, name))
+
+
+def test_mi_gradient_reaches_every_private_encoder_from_other_populations():
+    """The MI term makes encoder k learn from rows of populations j != k (eq. 4)."""
+    module = _module()
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    pops = torch.tensor([0, 0, 1, 1, 2, 2])
+    counts = torch.full((3,), 2.0, dtype=torch.float64)
+    terms = batch_terms(
+        module, x, pops, counts, counts, objective="mi", mi_weight=1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    terms.mi.backward()
+    grad = module.enc_private.weights[0].grad  # (in, K, out)
+    assert torch.all(grad.abs().sum(dim=(0, 2)) > 0)
+    assert module.dec_private.weights[0].grad is None  # MI involves encoders only
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_importance_sampled_likelihood_matches_brute_force(likelihood):
+    """Eq. 8 written out sample by sample and population by population."""
+    module = _module(likelihood=likelihood)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 5, generator=gen, dtype=torch.float64)
+    eps_z = torch.randn(6, 2, generator=gen, dtype=torch.float64)
+    eps_t = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    p_mean = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    p_lv = torch.randn(3, 3, generator=gen, dtype=torch.float64) * 0.1
+    with torch.no_grad():
+        got = log_likelihood_per_population(module, x, eps_z, eps_t, p_mean, p_lv)
+        mu_z, lv_z = module.encode_shared(x)
+        mu_t, lv_t = module.encode_private_all(x)
+        for i in range(4):
+            for k in range(3):
+                log_w = []
+                for s in range(6):
+                    z = mu_z[i] + torch.exp(0.5 * lv_z[i]) * eps_z[s]
+                    t = mu_t[k, i] + torch.exp(0.5 * lv_t[k, i]) * eps_t[s]
+                    out = module.decode_shared(z[None]) + module.decode_private(
+                        t[None], torch.tensor([k])
+                    )
+                    lw = log_likelihood(x[i : i + 1], out, likelihood, module.log_psi)[0]
+                    lw = lw + Normal(0.0, 1.0).log_prob(z).sum()
+                    lw = lw - Normal(mu_z[i], torch.exp(0.5 * lv_z[i])).log_prob(z).sum()
+                    lw = lw + Normal(p_mean[k], torch.exp(0.5 * p_lv[k])).log_prob(t).sum()
+                    lw = lw - Normal(mu_t[k, i], torch.exp(0.5 * lv_t[k, i])).log_prob(t).sum()
+                    log_w.append(float(lw))
+                expected = math.log(np.mean(np.exp(np.array(log_w) - max(log_w)))) + max(log_w)
+                assert float(got[i, k]) == pytest.approx(expected, rel=1e-10)
