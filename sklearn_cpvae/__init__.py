@@ -8,7 +8,8 @@ importance-sampled marginal likelihood.
 
 from sklearn_cpvae._estimator import CPVAE
 from sklearn_cpvae._training import TrainingDivergedError
+from sklearn_cpvae.baselines import VAE
 
 __version__ = "0.1.0"
 
-__all__ = ["CPVAE", "TrainingDivergedError", "__version__"]
+__all__ = ["CPVAE", "VAE", "TrainingDivergedError", "__version__"]
