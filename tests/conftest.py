@@ -21,3 +21,12 @@ def populations_data():
 def fitted(populations_data):
     X, y, _, _ = populations_data
     return CPVAE(**SMALL).fit(X, y)
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; none is available")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

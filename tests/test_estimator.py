@@ -279,3 +279,18 @@ def test_invalid_parameters_raise():
                    {"hidden_layer_sizes": (0,)}, {"device": "tpu9"}, {"priors": [1.0]}):
         with pytest.raises(ValueError):
             CPVAE(**{**SMALL, **params, "max_iter": 1}).fit(X, y).predict(X)
+
+
+def test_cuda_model_falls_back_to_cpu_with_a_warning(fitted, populations_data, monkeypatch):
+    """A model fitted on a GPU, used on a CPU-only machine (simulated)."""
+    import torch as _torch
+
+    monkeypatch.setattr(_torch.cuda, "is_available", lambda: False)
+    X, _, _, _ = populations_data
+    moved = CPVAE(**fitted.get_params())
+    moved.__dict__.update(fitted.__dict__)
+    moved.set_params(device="cuda")
+    moved.device_ = "cuda:0"
+    with pytest.warns(UserWarning, match="not available on this machine; using the CPU"):
+        proba = moved.predict_proba(X[:5])
+    np.testing.assert_array_equal(proba, fitted.predict_proba(X[:5]))
