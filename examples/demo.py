@@ -1,7 +1,7 @@
 """The main demo: CPVAE against a plain VAE on digits hidden in structured backgrounds.
 
 A miniature Grassy-MNIST built from data that ships with scikit-learn: each 8x8 digit of
-``load_digits`` is added, faintly, to a random oriented grating (the "grass"), so pixels
+``load_digits`` is added to a random oriented grating (the "grass"), so pixels
 are dominated by a background that every population shares. The two populations are
 digits 0-4 and 5-9 (as in the paper). The script prints, on held-out rows:
 
@@ -12,6 +12,21 @@ digits 0-4 and 5-9 (as in the paper). The script prints, on held-out rows:
 
 and writes a reconstruction grid (paper Fig. 2): original, full, private-only and
 shared-only reconstructions.
+
+Latent sizes. The background is a three-parameter family (orientation, phase, frequency),
+so the shared space gets 4 dimensions and the private spaces 8; the VAE gets the same 12.
+Capacity matters here, and nothing in eq. 4 stops a roomy shared space from encoding the
+digits too. Measured with seed 0 (1 thread, a loaded 2-core machine):
+
+=========================  =================  ==============  ==================
+latent sizes               ARI private / VAE  ARI shared      accuracy CPVAE / VAE
+=========================  =================  ==============  ==================
+n_shared=4, n_private=8    0.613 / 0.380      0.005           0.935 / 0.874
+n_shared=10, n_private=5   0.494 / 0.521      0.009           0.874 / 0.894
+=========================  =================  ==============  ==================
+
+With 10 shared dimensions the shared-only reconstructions show digit strokes: the digits
+went to the shared space, and the private codes were no better than a VAE's.
 
 Run: ``python examples/demo.py [--out DIR] [--seed N]`` (about a minute on 2 CPU cores).
 """
@@ -31,15 +46,20 @@ from sklearn.model_selection import train_test_split
 from sklearn_cpvae import CPVAE, VAE
 
 
-def digits_on_gratings(random_state=0, digit_scale=0.5):
-    """Digits (scaled to [0, digit_scale]) on random gratings in [0, 1]; 64 features."""
+def digits_on_gratings(random_state=0, digit_scale=1.0):
+    """Digits (scaled to [0, digit_scale]) on smooth random gratings in [0, 1]; 64 features.
+
+    The gratings are slow (0.05-0.15 cycles per pixel: under 1.2 cycles across the 8-pixel
+    image) and as bright as the digits, so that a person can still see the digit: faster or
+    brighter gratings hide 8x8 digits from the eye as well as from the model.
+    """
     rng = np.random.default_rng(random_state)
     digits = load_digits()
     n = len(digits.target)
     u, v = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
     theta = rng.uniform(0, np.pi, size=(n, 1, 1))
     phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
-    freq = rng.uniform(0.15, 0.35, size=(n, 1, 1))
+    freq = rng.uniform(0.05, 0.15, size=(n, 1, 1))
     grating = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (u * np.cos(theta) + v * np.sin(theta))
                                  + phase)
     X = grating.reshape(n, 64) + digit_scale * digits.data / 16.0
@@ -61,7 +81,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="demo_output", help="folder for the figure")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-iter", type=int, default=300)
+    parser.add_argument("--max-iter", type=int, default=200)
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", ConvergenceWarning)
 
@@ -71,12 +91,12 @@ def main(argv=None):
     )
     common = dict(hidden_layer_sizes=(128,), max_iter=args.max_iter, random_state=args.seed)
     tic = time.perf_counter()
-    cpvae = CPVAE(n_shared=10, n_private=5, batch_size=32, **common).fit(X_tr, p_tr)
+    cpvae = CPVAE(n_shared=4, n_private=8, batch_size=32, **common).fit(X_tr, p_tr)
     t_cpvae = time.perf_counter() - tic
     tic = time.perf_counter()
-    vae = VAE(n_components=15, batch_size=64, **common).fit(X_tr)
+    vae = VAE(n_components=12, batch_size=64, **common).fit(X_tr)
     # The generative classifier a plain VAE offers: one VAE per population, argmax likelihood.
-    per_pop = {p: VAE(n_components=15, batch_size=64, **common).fit(X_tr[p_tr == p])
+    per_pop = {p: VAE(n_components=12, batch_size=64, **common).fit(X_tr[p_tr == p])
                for p in cpvae.classes_}
     t_vae = time.perf_counter() - tic
 
