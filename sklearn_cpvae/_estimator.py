@@ -692,6 +692,30 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return idx
 
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy of :meth:`predict` against the populations.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Rows to classify.
+        y : array-like of shape (n_samples,), default=None
+            True populations. None takes them from ``population_column`` of X, so that
+            a search over a DataFrame with that column needs no ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if y is None:
+            _, y = self._pop_population_column(X)
+            if y is None:
+                raise ValueError(
+                    "score needs y, or X as a DataFrame holding population_column."
+                )
+        return super().score(X, y, sample_weight=sample_weight)
+
     def predict_log_proba(self, X):
         """Log posterior over populations: log prior + importance-sampled log p(x | k).
 

@@ -15,7 +15,7 @@ Two questions a multi-study analysis has to answer before the codes are trusted:
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
@@ -40,7 +40,8 @@ def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
     labels : array-like of shape (n_samples,)
     groups : array-like of shape (n_samples,), default=None
         Non-independent rows (e.g. replicate measurements of one mouse) kept in the
-        same fold, with :class:`~sklearn.model_selection.GroupKFold`.
+        same fold, with :class:`~sklearn.model_selection.StratifiedGroupKFold`; the
+        number of folds is at most the number of groups of the rarest class.
     cv : int, default=5
         Number of folds (reduced to the smallest class size when needed, at least 2).
     random_state : int, default=0
@@ -55,8 +56,13 @@ def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
     labels = np.asarray(labels)
     _, counts = np.unique(labels, return_counts=True)
     if groups is not None:
-        n_splits = max(2, min(cv, len(np.unique(groups))))
-        splitter = GroupKFold(n_splits=n_splits)
+        groups = np.asarray(groups)
+        # Folds of whole groups, each class present in every fold where possible.
+        per_class = [len(np.unique(groups[labels == c])) for c in np.unique(labels)]
+        n_splits = max(2, min(cv, min(per_class)))
+        splitter = StratifiedGroupKFold(
+            n_splits=n_splits, shuffle=True, random_state=random_state
+        )
     else:
         n_splits = max(2, min(cv, int(counts.min())))
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)

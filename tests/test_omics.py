@@ -240,6 +240,14 @@ def test_dataframe_population_column_in_pipeline():
     # predict ignores the column; y-routing in a plain Pipeline keeps working.
     assert model.predict(df.drop(columns="study")).shape == (len(df),)
     make_pipeline(StandardScaler(), CPVAE(max_iter=2, **SMALL)).fit(df[genes], df["study"])
+    # A search over the DataFrame alone: fit and score read the column.
+    from sklearn.model_selection import GridSearchCV
+
+    search = GridSearchCV(
+        CPVAE(population_column="study", max_iter=2, **SMALL), {"n_private": [1, 2]}, cv=2
+    ).fit(df.sample(frac=1.0, random_state=0))
+    assert search.best_params_["n_private"] in (1, 2)
+    assert 0.0 <= search.best_score_ <= 1.0
 
 
 # ------------------------------------------------------- no private space (cVAE)
