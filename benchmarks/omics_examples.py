@@ -239,11 +239,8 @@ def run_quartet(args):
                         ve = variance_explained(fn.model, x, study)
                         extra = {
                             "leakage_report": rep,
-                            "variance_explained_mean": {
-                                "shared": np.nanmean(ve["shared"], 1),
-                                "private": np.nanmean(ve["private"], 1),
-                                "total": np.nanmean(ve["total"], 1),
-                                "classes": ve["classes"],
+                            "variance_explained_overall": {
+                                **ve["overall"], "classes": ve["classes"],
                             },
                         }
             per[name] = folds
@@ -405,6 +402,7 @@ def run_heart(args):
                 panels[name] = codes
                 if name == "CPVAE shared":
                     ve = variance_explained(fn.model, x_te, site[te])
+                    ve["features"] = names
                     extra = {"leakage_report": leakage_report(fn.model, x_te, site[te]),
                              "variance_explained": ve}
         if fold == 0:
@@ -420,14 +418,41 @@ def run_heart(args):
     return summary
 
 
+def markdown_report():
+    """Markdown tables of the saved results (what ``docs/omics.md`` shows)."""
+    keys = ["ari", "nmi", "silhouette", "bio_probe", "study_probe"]
+    for name in ("quartet", "mice", "heart"):
+        path = RESULTS / f"omics_{name}.json"
+        if not path.exists():
+            continue
+        payload = json.loads(path.read_text())
+        blocks = (
+            [(f"{name} {o}", v["summary"]) for o, v in payload["omics"].items()]
+            if name == "quartet" else [(name, payload["summary"])]
+        )
+        for title, summary in blocks:
+            present = [k for k in keys if any(k in m for m in summary.values())]
+            print(f"\n**{title}**\n")
+            print("| method | " + " | ".join(present) + " |")
+            print("|---|" + "---:|" * len(present))
+            for method, metrics in summary.items():
+                cells = [f"{metrics[k][0]:.2f} ± {metrics[k][1]:.2f}" if k in metrics else "–"
+                         for k in present]
+                print(f"| {method} | " + " | ".join(cells) + " |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", nargs="?", default="all", choices=["all", "quartet", "mice", "heart"])
+    ap.add_argument("which", nargs="?", default="all",
+                    choices=["all", "quartet", "mice", "heart", "report"])
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for quartet (no held-out split)")
     ap.add_argument("--invariance", type=float, nargs="*", default=[1.0, 10.0],
                     help="shared_invariance weights to compare against 0")
     args = ap.parse_args(argv)
+    if args.which == "report":
+        markdown_report()
+        return 0
     warnings.simplefilter("ignore", ConvergenceWarning)
     for name, fn in (("quartet", run_quartet), ("mice", run_mice), ("heart", run_heart)):
         if args.which in ("all", name):

@@ -174,8 +174,11 @@ def variance_explained(model, X, populations):
     -------
     result : dict
         ``shared``, ``private``, ``total``: arrays of shape (n_populations, n_features),
-        rows following ``classes``; ``classes``; ``features`` (``feature_names_in_`` or
-        ``x0, x1, ...``). ``private`` is 0 for populations without a private space.
+        rows following ``classes`` (NaN for a feature constant within the population);
+        ``overall``: dict of the same three names, each (n_populations,), the share of
+        the population's total variance (sums over features before the ratio);
+        ``classes``; ``features`` (``feature_names_in_`` or ``x0, x1, ...``).
+        ``private`` is 0 for populations without a private space.
     """
     if model.likelihood != "gaussian":
         raise ValueError(
@@ -219,11 +222,20 @@ def variance_explained(model, X, populations):
     sxx = centred("xx", mx, mx)
     sss, spp = centred("ss", ms, ms), centred("pp", mp, mp)
     sxs, sxp, ssp = centred("xs", mx, ms), centred("xp", mx, mp), centred("sp", ms, mp)
-    denom = np.where(sxx > 0, sxx, np.nan)
-    sums["shared"] = 1 - (sxx - 2 * sxs + sss) / denom
-    sums["private"] = 1 - (sxx - 2 * sxp + spp) / denom
-    sums["total"] = 1 - (sxx - 2 * sxs - 2 * sxp + sss + spp + 2 * ssp) / denom
+    # A feature constant within a population has no variance to explain: its centred sum
+    # of squares is round-off of the raw moment, so compare it with that moment.
+    valid = sxx > 1e-8 * np.maximum(cross["xx"], np.finfo(float).tiny)
+    resid = {
+        "shared": sxx - 2 * sxs + sss,
+        "private": sxx - 2 * sxp + spp,
+        "total": sxx - 2 * sxs - 2 * sxp + sss + spp + 2 * ssp,
+    }
+    overall = {}
+    for name, r in resid.items():
+        sums[name] = np.where(valid, 1 - r / np.where(valid, sxx, 1.0), np.nan)
+        overall[name] = 1 - np.sum(np.where(valid, r, 0), 1) / np.sum(np.where(valid, sxx, 0), 1)
     sums["private"][~model.has_private_] = 0.0
+    overall["private"][~model.has_private_] = 0.0
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         names = np.asarray([f"x{i}" for i in range(d)], dtype=object)
@@ -231,6 +243,7 @@ def variance_explained(model, X, populations):
         "shared": sums["shared"],
         "private": sums["private"],
         "total": sums["total"],
+        "overall": overall,
         "classes": model.classes_.copy(),
         "features": np.asarray(names, dtype=object),
     }

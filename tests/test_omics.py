@@ -348,6 +348,11 @@ def test_leakage_and_variance_explained_on_known_structure():
     assert np.all(ve["shared"][:, :4] > 0.5)
     assert np.all(ve["shared"][:, :4] > ve["private"][:, :4])
     assert np.all(ve["total"][a, :6] > 0.7)
+    assert ve["overall"]["total"][a] > 0.5
+    x_const = X.copy()
+    x_const[y == "b", 7] = 3.0  # constant within b: nothing to explain there
+    ve_const = variance_explained(model, x_const, y)
+    assert np.isnan(ve_const["shared"][1, 7]) and np.isfinite(ve_const["shared"][0, 7])
 
 
 def test_variance_explained_needs_gaussian():
