@@ -190,6 +190,9 @@ def test_sparse_fit_matches_dense_and_never_densifies_whole(monkeypatch):
         assert max(biggest) < len(X) // 2
         np.testing.assert_allclose(codes, dense.transform(X, y), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(pred, dense.predict_proba(X), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            model.score_samples(Xs), dense.score_samples(X), rtol=1e-4, atol=1e-4
+        )
     # Minibatches densify K * batch_size rows at most.
     biggest.clear()
     CPVAE(max_iter=1, **SMALL).fit(sp.csr_matrix(X), y)
