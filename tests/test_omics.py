@@ -364,3 +364,22 @@ def test_variance_explained_needs_gaussian():
     with pytest.raises(ValueError, match="gaussian"):
         variance_explained(m, C, np.repeat([0, 1], 20))
 
+
+
+# ------------------------------------------------------------------------ GPU
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_sparse_counts_missing_and_gate():
+    # Not run in development (no GPU there): sparse rows are densified on the host and
+    # moved per minibatch; masks, library offsets and the gate live on the device.
+    rng = np.random.default_rng(0)
+    C = rng.poisson(3.0, size=(200, 10)).astype(float)
+    y = np.repeat(["bg", "tg"], 100)
+    params = {**SMALL, "device": "cuda"}
+    m = CPVAE(likelihood="nb", no_private_populations=["bg"], max_iter=3, **params)
+    m.fit(sp.csr_matrix(C), y)
+    assert np.isfinite(m.predict_proba(sp.csr_matrix(C))).all()
+    Xn = rng.normal(size=(200, 10))
+    Xn[rng.random(Xn.shape) < 0.2] = np.nan
+    mm = CPVAE(missing="mask", shared_invariance=1.0, max_iter=3, **params).fit(Xn, y)
+    assert np.isfinite(mm.transform(Xn, y)).all()
