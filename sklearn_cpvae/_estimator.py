@@ -5,6 +5,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
@@ -14,15 +15,17 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_cpvae._module import CPVAEModule, log_likelihood_per_population
+from sklearn_cpvae._module import COUNT_LIKELIHOODS, CPVAEModule, log_likelihood_per_population
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._objective import decoder_mean
 from sklearn_cpvae._sklearn_compat import (
     Interval,
     StrOptions,
     _check_feature_names_in,
+    _get_output_config,
     validate_data,
 )
+from sklearn_cpvae._sparse import SparseRows, row_totals
 from sklearn_cpvae._torch_utils import derive_seeds, make_generator, resolve_device
 from sklearn_cpvae._training import TrainConfig, train
 
@@ -54,9 +57,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Dimension of the shared latent code z.
     n_private : int, default=25
         Dimension of each population's private latent code t.
-    likelihood : {"gaussian", "bernoulli"}, default="gaussian"
+    likelihood : {"gaussian", "bernoulli", "poisson", "nb"}, default="gaussian"
         ``"gaussian"``: mean ``f_s(z) + f_k(t)`` and a learned isotropic variance Psi
         (eq. 1). ``"bernoulli"``: ``f_s(z) + f_k(t)`` are logits; X must lie in [0, 1].
+        ``"poisson"`` and ``"nb"`` (negative binomial with a learned inverse dispersion
+        per feature, ``module_.log_theta``) model raw non-negative counts:
+        ``f_s(z) + f_k(t)`` is the log mean count at the reference library size, the
+        encoders see ``log1p(X)``, and ``library_size`` adds each row's log size
+        factor. See ``docs/omics.md`` for when to use which.
     hidden_layer_sizes : tuple of int, default=(256,)
         Hidden layers of every encoder; decoders mirror them.
     activation : {"relu", "tanh", "elu", "gelu", "softplus", "leaky_relu"}, default="relu"
@@ -116,6 +124,41 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh.
+    missing : {"error", "mask"}, default="error"
+        ``"error"``: NaN in X raises a ValueError. ``"mask"``: NaN entries are left out
+        of the reconstruction log-likelihood (the likelihood of the observed part of
+        each row) instead of being imputed; the encoders see them as 0 (standardise X
+        first so that 0 is the feature mean). :meth:`transform`, :meth:`predict`,
+        :meth:`score_samples` then accept rows with NaN too.
+    library_size : bool, default=True
+        For ``likelihood="poisson"`` or ``"nb"``: add ``log(l_i / l_ref)`` to each
+        row's log-rate, where ``l_i`` is the row's total count (scaled up from its
+        observed entries) and ``l_ref`` (``library_size_ref_``) the median training
+        total, so that sequencing depth is not modelled by the latent codes. Ignored
+        for other likelihoods.
+    no_private_populations : None or array-like of labels, default=None
+        Populations without a private latent space: their private decoder contributes
+        0, so their rows are generated from the shared code alone and their private
+        encoder is unused (no MI term). The MI term of the other populations still runs
+        on their rows. With a background population listed here, CPVAE becomes a
+        contrastive VAE: the shared code models what target and background share and
+        the target's private code what is specific to it. Classification stays well
+        defined: for such a population ``log p(x | k)`` integrates over z only. Their
+        private codes from :meth:`transform` are 0. Listing every population gives a
+        plain VAE with a population label.
+    shared_invariance : float, default=0.0
+        Weight of an optional penalty, not part of the paper's objective, added to the
+        loss: the sum over populations of the MMD (RBF kernel, median bandwidth) between
+        the population's shared posterior means and those of the whole minibatch. It
+        discourages the shared code from encoding the population itself (see
+        :func:`sklearn_cpvae.diagnostics.leakage_report`). 0 is eq. 4 as published.
+    population_column : None or str, default=None
+        Name of a column of a pandas DataFrame ``X`` that holds the population of each
+        row. When set, :meth:`fit` takes the population from that column (``y`` may be
+        omitted; if given it must agree), the column is not a feature, and the other
+        methods drop it from X; :meth:`transform` uses it as ``populations`` when that
+        argument is not given. Passing ``y`` instead keeps working in every
+        :class:`~sklearn.pipeline.Pipeline` and search.
 
     Attributes
     ----------
@@ -148,6 +191,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Mean of population k's private codes on its training rows (aggregate posterior).
     private_code_var_ : ndarray of shape (n_populations, n_private)
         Variance of the aggregate posterior of t for each population.
+    has_private_ : ndarray of bool of shape (n_populations,)
+        False for the populations of ``no_private_populations``.
+    library_size_ref_ : float
+        Reference library size (median training row total) of the count likelihoods;
+        1.0 when unused.
 
     See Also
     --------
@@ -177,7 +225,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_shared": [Interval(Integral, 1, None, closed="left")],
         "n_private": [Interval(Integral, 1, None, closed="left")],
-        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "likelihood": [StrOptions({"gaussian", "bernoulli", "poisson", "nb"})],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "objective": [StrOptions({"mi", "elbo"})],
@@ -199,6 +247,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "missing": [StrOptions({"error", "mask"})],
+        "library_size": ["boolean"],
+        "no_private_populations": [None, "array-like"],
+        "shared_invariance": [Interval(Real, 0, None, closed="left")],
+        "population_column": [None, str],
     }
 
     def __init__(
@@ -228,6 +281,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         warm_start=False,
+        missing="error",
+        library_size=True,
+        no_private_populations=None,
+        shared_invariance=0.0,
+        population_column=None,
     ):
         self.n_shared = n_shared
         self.n_private = n_private
@@ -253,18 +311,23 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.missing = missing
+        self.library_size = library_size
+        self.no_private_populations = no_private_populations
+        self.shared_invariance = shared_invariance
+        self.population_column = population_column
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Fit the networks to rows ``X`` of populations ``y``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows.
-        y : array-like of shape (n_samples,)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training rows. CSR/CSC matrices are densified one minibatch at a time.
+        y : array-like of shape (n_samples,), default=None
             Population of each row (strings or integers); at least two populations,
-            each with at least two rows.
+            each with at least two rows. May be None only with ``population_column``.
 
         Returns
         -------
@@ -272,19 +335,33 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        X, column = self._pop_population_column(X)
+        if column is not None:
+            if y is not None and not np.array_equal(np.asarray(y), column):
+                raise ValueError(
+                    f"y disagrees with the population_column {self.population_column!r} "
+                    "of X; pass one of them."
+                )
+            y = column
+        if y is None:
+            raise ValueError(
+                "CPVAE requires y to be passed, but the target y is None: pass the "
+                "population of each row, or X as a DataFrame holding the column named "
+                "by population_column."
+            )
         X, y = validate_data(
             self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2,
-            reset=not self._continuing(),
+            reset=not self._continuing(), accept_sparse=("csr", "csc"),
+            ensure_all_finite=self._finite_mode(),
         )
+        if sp.issparse(X):
+            X = X.tocsr()
         check_classification_targets(y)
         hidden = self._hidden_sizes()
         classes, y_idx = np.unique(y, return_inverse=True)
         self._check_populations(classes, y_idx)
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError(
-                "likelihood='bernoulli' needs X in [0, 1]; got values in "
-                f"[{X.min():.3g}, {X.max():.3g}]. Use likelihood='gaussian' or rescale X."
-            )
+        self._check_support(X)
+        gate = self._private_gate(classes)
         if self.objective == "mi" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
@@ -310,8 +387,23 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.module_ = CPVAEModule(
                 X.shape[1], len(classes), self.n_shared, self.n_private, hidden,
                 self.activation, self.likelihood, torch.Generator().manual_seed(seed_init),
+                mask_missing=self.missing == "mask", library_size=self.library_size,
+                private_gate=gate, shared_invariance=self.shared_invariance,
             )
             self._optimizer_state = None
+            self.library_size_ref_ = 1.0
+            if self.likelihood in COUNT_LIKELIHOODS and self.library_size:
+                self.library_size_ref_ = float(max(1.0, np.median(row_totals(X))))
+                self.module_.log_library_ref.fill_(np.log(self.library_size_ref_))
+            if self.likelihood in COUNT_LIKELIHOODS:
+                # Start f_s at the log mean count of each feature (at the reference
+                # library size) rather than at log-rate 0, which is far from typical
+                # counts and costs many epochs to climb.
+                with torch.no_grad():
+                    self.module_.dec_shared.biases[-1].add_(
+                        torch.as_tensor(self._log_mean_counts(X), dtype=torch.float32)
+                    )
+        self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
 
         x_tr, idx_tr, val = X, y_idx, None
@@ -320,8 +412,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 X, y_idx, test_size=self.validation_fraction, stratify=y_idx,
                 random_state=seed_split,
             )
-            val = (self._to_tensor(x_val, device), torch.as_tensor(idx_val, device=device))
-        x_t = self._to_tensor(x_tr, device)
+            val = (self._rows_source(x_val, device), torch.as_tensor(idx_val, device=device))
+        x_t = self._rows_source(x_tr, device)
         pops = torch.as_tensor(idx_tr, device=device)
         pop_sizes = torch.as_tensor(
             np.bincount(idx_tr, minlength=len(classes)), dtype=torch.float32, device=device
@@ -374,6 +466,79 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return self
 
+    def _finite_mode(self):
+        return "allow-nan" if self.missing == "mask" else True
+
+    def _pop_population_column(self, X):
+        """``(X without the population column, the column as ndarray or None)``."""
+        col = self.population_column
+        if col is None:
+            return X, None
+        if not hasattr(X, "columns") or col not in X.columns:
+            return X, None
+        return X.drop(columns=[col]), np.asarray(X[col])
+
+    def _rows_source(self, X, device):
+        """Training rows as a tensor, or as densify-on-demand rows for a sparse X."""
+        if sp.issparse(X):
+            return SparseRows(X, device)
+        return self._to_tensor(X, device)
+
+    def _check_support(self, X):
+        """Value ranges the likelihood needs, checked without densifying a sparse X."""
+        if self.likelihood not in ("bernoulli", *COUNT_LIKELIHOODS):
+            return
+        if sp.issparse(X):
+            vals = X.data[~np.isnan(X.data)]
+            lo = min(vals.min(initial=0.0), 0.0) if X.nnz < np.prod(X.shape) else vals.min()
+            hi = max(vals.max(initial=0.0), 0.0)
+        else:
+            lo, hi = np.nanmin(X), np.nanmax(X)
+        if self.likelihood == "bernoulli" and (lo < 0 or hi > 1):
+            raise ValueError(
+                "likelihood='bernoulli' needs X in [0, 1]; got values in "
+                f"[{lo:.3g}, {hi:.3g}]. Use likelihood='gaussian' or rescale X."
+            )
+        if self.likelihood in COUNT_LIKELIHOODS and lo < 0:
+            raise ValueError(
+                f"likelihood={self.likelihood!r} models non-negative counts; X has a "
+                f"negative value ({lo:.3g}). Pass raw counts, or use likelihood='gaussian' "
+                "for log-transformed or standardised data."
+            )
+
+    def _log_mean_counts(self, X):
+        """log of each feature's mean count, rows rescaled to ``library_size_ref_``."""
+        scale = np.ones(X.shape[0])
+        if self.library_size:
+            scale = self.library_size_ref_ / np.maximum(row_totals(X), 1.0)
+        if sp.issparse(X):
+            X = X.copy()
+            X.data = np.nan_to_num(X.data)
+            sums = np.asarray(X.T @ scale).ravel()
+            n_obs = X.shape[0]
+        else:
+            obs = ~np.isnan(X)
+            sums = np.nan_to_num(X).T @ scale
+            n_obs = np.maximum(obs.sum(0), 1)
+        return np.log(np.maximum(sums / n_obs, 1e-3))
+
+    def _private_gate(self, classes):
+        """1.0 for populations with a private space, 0.0 for ``no_private_populations``."""
+        gate = np.ones(len(classes))
+        if self.no_private_populations is None:
+            return gate
+        listed = np.asarray(self.no_private_populations)
+        if listed.ndim != 1:
+            raise ValueError("no_private_populations must be a 1-D list of population labels.")
+        unknown = [v for v in listed.tolist() if v not in classes.tolist()]
+        if unknown:
+            raise ValueError(
+                f"no_private_populations has label(s) {unknown} that are not populations "
+                f"of y {classes.tolist()}."
+            )
+        gate[np.isin(classes, listed)] = 0.0
+        return gate
+
     def _continuing(self):
         return self.warm_start and hasattr(self, "module_")
 
@@ -422,10 +587,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.private_code_var_ = np.stack(
             [mu[y_idx == j].var(0) + var[y_idx == j].mean(0) for j in range(k)]
         )
+        # Without a private space t is unused: its density stays the N(0, I) prior.
+        self.private_code_mean_[~self.has_private_] = 0.0
+        self.private_code_var_[~self.has_private_] = 1.0
 
     # --------------------------------------------------------------- inference
     @staticmethod
     def _to_tensor(X, device, dtype=np.float32):
+        if sp.issparse(X):
+            # One inference chunk or minibatch at a time, never the whole matrix.
+            X = X.toarray()
         # np.array copies, so torch never aliases a caller's (possibly read-only) array.
         return torch.from_numpy(np.array(X, dtype=dtype, order="C")).to(device)
 
@@ -452,12 +623,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         per_row = 8 * width * (2 + (y_idx is not None) * len(self.classes_))
         shared, private, pvar = [], [], []
         with torch.inference_mode():
-            for sl in self._chunks(len(X), per_row):
+            for sl in self._chunks(X.shape[0], per_row):
                 xb = self._to_tensor(X[sl], device, X.dtype)
                 if y_idx is None:
                     shared.append(module.encode_shared(xb)[0].cpu().numpy())
                     continue
                 mu, lv = module.encode_private(xb, torch.as_tensor(y_idx[sl], device=device))
+                mu = mu * torch.as_tensor(self.has_private_[y_idx[sl]], dtype=mu.dtype,
+                                          device=device)[:, None]
                 private.append(mu.cpu().numpy())
                 pvar.append(torch.exp(lv).cpu().numpy())
         if y_idx is None:
@@ -481,10 +654,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             p_mean = torch.zeros((k, self.n_private), device=device, dtype=tdtype)
             p_logvar = torch.zeros_like(p_mean)
         width = max(self._hidden_sizes() + [X.shape[1]])
-        per_row = 4 * X.itemsize * s * (k + 1) * (X.shape[1] + width + self.n_private)
+        per_row = 4 * X.dtype.itemsize * s * (k + 1) * (X.shape[1] + width + self.n_private)
         out = []
         with torch.inference_mode():
-            for sl in self._chunks(len(X), per_row):
+            for sl in self._chunks(X.shape[0], per_row):
                 xb = self._to_tensor(X[sl], device, X.dtype)
                 out.append(
                     log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
@@ -493,9 +666,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 )
         return np.concatenate(out).astype(np.float64)
 
-    def _check_X(self, X):
+    def _check_X(self, X, return_column=False):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        X, column = self._pop_population_column(X)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], reset=False,
+            accept_sparse=("csr", "csc"), ensure_all_finite=self._finite_mode(),
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        return (X, column) if return_column else X
 
     def _population_index(self, populations, n_rows, name="populations"):
         populations = np.asarray(populations)
@@ -513,6 +693,30 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"{name}; the model was fitted on {self.classes_.tolist()}."
             )
         return idx
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy of :meth:`predict` against the populations.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
+            Rows to classify.
+        y : array-like of shape (n_samples,), default=None
+            True populations. None takes them from ``population_column`` of X, so that
+            a search over a DataFrame with that column needs no ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        if y is None:
+            _, y = self._pop_population_column(X)
+            if y is None:
+                raise ValueError(
+                    "score needs y, or X as a DataFrame holding population_column."
+                )
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X):
         """Log posterior over populations: log prior + importance-sampled log p(x | k).
@@ -582,8 +786,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         X = self._check_X(X)
         ll = self._log_likelihoods(X)
         if populations is not None:
-            idx = self._population_index(populations, len(X))
-            return ll[np.arange(len(X)), idx]
+            idx = self._population_index(populations, X.shape[0])
+            return ll[np.arange(X.shape[0]), idx]
         with np.errstate(divide="ignore"):
             return logsumexp(ll + np.log(self.priors_), axis=1)
 
@@ -603,7 +807,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_samples, n_codes)
             ``n_shared + n_private`` columns for ``blocks="both"``, else one block.
         """
-        X = self._check_X(X)
+        X, column = self._check_X(X, return_column=True)
+        if populations is None:
+            populations = column
         parts = []
         if self.blocks in ("both", "shared"):
             parts.append(self._encode(X))
@@ -611,7 +817,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             if populations is None:
                 idx = np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
             else:
-                idx = self._population_index(populations, len(X))
+                idx = self._population_index(populations, X.shape[0])
             parts.append(self._encode(X, idx))
         return np.hstack(parts)
 
@@ -633,8 +839,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_rec : ndarray of shape (n_samples, n_features_in_)
-            Mean of p(x | z, t) (probabilities for the Bernoulli likelihood).
+        X_rec : ndarray or DataFrame of shape (n_samples, n_features_in_)
+            Mean of p(x | z, t) (probabilities for the Bernoulli likelihood, mean counts
+            at ``library_size_ref_`` for the count likelihoods). A DataFrame with the
+            input feature names when ``set_output(transform="pandas")`` is active.
         """
         check_is_fitted(self)
         X = check_array(X, dtype=[np.float64, np.float32])
@@ -675,7 +883,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     pops = torch.as_tensor(idx[sl], device=device)
                     dec = dec + module.decode_private(codes[:, t_cols], pops)
                 out.append(decoder_mean(dec, self.likelihood).cpu().numpy())
-        return np.concatenate(out).astype(X.dtype, copy=False)
+        X_rec = np.concatenate(out).astype(X.dtype, copy=False)
+        if _get_output_config("transform", self)["dense"] == "pandas":
+            import pandas as pd
+
+            names = getattr(self, "feature_names_in_", None)
+            if names is None:
+                names = [f"x{i}" for i in range(self.n_features_in_)]
+            return pd.DataFrame(X_rec, columns=list(names))
+        return X_rec
 
     def sample(self, n_samples=1, population=None, *, random_state=None):
         """Generate rows from the fitted model (eq. 1).
@@ -746,6 +962,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         tags.non_deterministic = self.device != "cpu" and torch.cuda.is_available()
+        tags.input_tags.sparse = True
+        tags.input_tags.allow_nan = self.missing == "mask"
         return tags
 
 

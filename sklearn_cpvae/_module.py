@@ -5,6 +5,7 @@ encoders q_k(t|x) and decoders f_k, and the Gaussian noise level Psi. It has no 
 numpy or device logic: tensors arrive on the right device and dtype.
 """
 
+import dataclasses
 import math
 
 import torch
@@ -19,7 +20,10 @@ from sklearn_cpvae._objective import (
     log_marginal_is,
     log_normal,
     mi_weights,
+    mmd_rbf_groups,
 )
+
+COUNT_LIKELIHOODS = ("poisson", "nb")
 
 LOG_VAR_EPS = math.log(VAR_EPS)
 
@@ -37,6 +41,11 @@ class CPVAEModule(nn.Module):
         activation,
         likelihood,
         generator,
+        *,
+        mask_missing=False,
+        library_size=False,
+        private_gate=None,
+        shared_invariance=0.0,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -56,6 +65,47 @@ class CPVAEModule(nn.Module):
         )
         # log of the isotropic variance Psi (eq. 1); unused by the Bernoulli likelihood.
         self.log_psi = nn.Parameter(torch.zeros(()))
+        # Per-feature NB inverse dispersion theta = exp(log_theta); unused otherwise.
+        self.log_theta = nn.Parameter(torch.zeros(n_features))
+        # log of the reference library size: count likelihoods add log(l_i) - this.
+        self.register_buffer("log_library_ref", torch.zeros(()))
+        # 1 for populations with a private space, 0 for those without (their f_k is 0).
+        gate = torch.ones(n_populations) if private_gate is None else torch.as_tensor(
+            private_gate, dtype=torch.float32
+        )
+        self.register_buffer("private_gate", gate)
+        self.has_gate = bool((gate == 0).any())
+        self.mask_missing = bool(mask_missing)
+        self.library_size = bool(library_size) and likelihood in COUNT_LIKELIHOODS
+        self.shared_invariance = float(shared_invariance)
+
+    def encoder_input(self, x):
+        """What the encoders see: NaN (masked entries) as 0; counts as log1p(counts)."""
+        if self.mask_missing:
+            x = torch.nan_to_num(x, nan=0.0)
+        if self.likelihood in COUNT_LIKELIHOODS:
+            x = torch.log1p(x.clamp_min(0))
+        return x
+
+    def recon_log_likelihood(self, x, out):
+        """log p(x | z, t) per row for rows ``x`` (n, D) and decoder outputs ``out``
+        (..., n, D): masks NaN entries and adds the library-size offset of count models."""
+        mask = None
+        if self.mask_missing:
+            mask = (~torch.isnan(x)).to(x.dtype)
+            x = torch.nan_to_num(x, nan=0.0)
+        log_offset = None
+        if self.library_size:
+            total = x.sum(-1, keepdim=True)
+            if mask is not None:
+                # Scale the observed total up to the whole row.
+                n_obs = mask.sum(-1, keepdim=True)
+                total = total * x.shape[-1] / n_obs.clamp_min(1.0)
+            log_offset = torch.log(total.clamp_min(1.0)) - self.log_library_ref
+        return log_likelihood(
+            x, out, self.likelihood, self.log_psi, mask=mask, log_theta=self.log_theta,
+            log_offset=log_offset,
+        )
 
     @staticmethod
     def _split(out):
@@ -65,23 +115,28 @@ class CPVAEModule(nn.Module):
 
     def encode_shared(self, x):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
-        return self._split(self.enc_shared.forward_single(x))
+        return self._split(self.enc_shared.forward_single(self.encoder_input(x)))
 
     def encode_private_all(self, x):
         """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private)."""
-        return self._split(self.enc_private.forward_all(x))
+        return self._split(self.enc_private.forward_all(self.encoder_input(x)))
 
     def encode_private_grouped(self, xg):
         """q_k(t|x) on population k's rows: (K, m, D) -> (K, m, n_private) each."""
-        return self._split(self.enc_private.forward_grouped(xg))
+        return self._split(self.enc_private.forward_grouped(self.encoder_input(xg)))
 
     def decode_shared(self, z):
         """f_s(z): (..., n_shared) -> (..., D)."""
         return self.dec_shared.forward_single(z)
 
     def decode_private_grouped(self, tg):
-        """f_k(t) on population k's codes: (K, m, n_private) -> (K, m, D)."""
-        return self.dec_private.forward_grouped(tg)
+        """f_k(t) on population k's codes: (K, m, n_private) -> (K, m, D).
+
+        Populations without a private space decode to 0 (``private_gate``)."""
+        out = self.dec_private.forward_grouped(tg)
+        if self.has_gate:
+            out = out * self.private_gate.to(out.dtype)[:, None, None]
+        return out
 
     def decode_private(self, t, populations):
         """f_k(t) with each row's own k: ``t`` (n, n_private) -> (n, D)."""
@@ -94,10 +149,10 @@ class CPVAEModule(nn.Module):
     def encode_private(self, x, populations):
         """q_k(t|x) with each row's own k: (n, D) -> mean, log-variance (n, n_private)."""
         group, slot, m = group_rows(populations, self.n_populations)
-        out = self.enc_private.forward_grouped(
+        mu, lv = self.encode_private_grouped(
             scatter_to_groups(x, group, slot, self.n_populations, m)
         )
-        return self._split(out[group, slot])
+        return mu[group, slot], lv[group, slot]
 
 
 def _reparameterise(mu, logvar, generator):
@@ -133,6 +188,7 @@ def batch_terms(
         return scatter_to_groups(rows, group, slot, k, m)
 
     mu_z, lv_z = module.encode_shared(x)
+    mu_all = lv_all = None
     if objective == "mi":
         # The exact MI term: encoder k on every row; each row's own code is one slice.
         mu_all, lv_all = module.encode_private_all(x)
@@ -145,9 +201,25 @@ def batch_terms(
     z = _reparameterise(mu_z, lv_z, generator)
     t = _reparameterise(mu_t, lv_t, generator)
     out = module.decode_shared(z) + module.decode_private_grouped(to_groups(t))[group, slot]
-    recon = log_likelihood(x, out, module.likelihood, module.log_psi)
+    recon = module.recon_log_likelihood(x, out)
     kl_z = kl_std_normal(mu_z, lv_z)
+    terms = _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
+                   mi_weight, mu_t, lv_t, mu_all, lv_all)
+    if module.shared_invariance > 0:
+        # Optional invariance penalty on the shared codes (not part of eq. 4).
+        mmd = mmd_rbf_groups(mu_z, populations, k)
+        terms = dataclasses.replace(terms, loss=terms.loss + module.shared_invariance * mmd)
+    return terms
+
+
+def _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
+           mi_weight, mu_t, lv_t, mu_all, lv_all):
+    gate = module.private_gate.to(recon.dtype)
     if objective == "mi":
+        kl_others = kl_std_normal(mu_all, lv_all)
+        if module.has_gate:
+            # An encoder without a private space has no MI term to pay.
+            kl_others = kl_others * gate[:, None]
         return cpvae_terms(
             recon,
             kl_z,
@@ -156,7 +228,7 @@ def batch_terms(
             pop_sizes,
             objective="mi",
             mi_weight=mi_weight,
-            kl_t_others=kl_std_normal(mu_all, lv_all),
+            kl_t_others=kl_others,
             others_weight=mi_weights(populations, batch_counts, pop_sizes),
         )
     return cpvae_terms(
@@ -166,7 +238,7 @@ def batch_terms(
         batch_counts,
         pop_sizes,
         objective="elbo",
-        kl_t_own=kl_std_normal(mu_t, lv_t),
+        kl_t_own=kl_std_normal(mu_t, lv_t) * gate[populations],
     )
 
 
@@ -196,7 +268,10 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
     pm = prior_t_mean[:, None, None, :]
     plv = prior_t_logvar[:, None, None, :]
     log_pt_qt = log_normal(t, pm, plv) - log_normal(t, mu_t[:, None], lv_t[:, None])
+    if module.has_gate:
+        # t does not enter p(x | z, t) without a private space: integrate it out exactly.
+        log_pt_qt = log_pt_qt * module.private_gate.to(log_pt_qt.dtype)[:, None, None]
     f_k = module.decode_private_grouped(t.reshape(k, s * n, dt)).view(k, s, n, -1)
-    recon = log_likelihood(x, f_s[None] + f_k, module.likelihood, module.log_psi)
+    recon = module.recon_log_likelihood(x, f_s[None] + f_k)
     log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
     return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)

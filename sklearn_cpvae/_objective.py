@@ -29,25 +29,96 @@ def log_normal(x, mu, logvar):
     return -0.5 * torch.sum(LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar), dim=-1)
 
 
-def log_likelihood(x, out, likelihood, log_psi=None):
+def log_likelihood(x, out, likelihood, log_psi=None, *, mask=None, log_theta=None,
+                   log_offset=None):
     """log p(x | z, t) of eq. 1 for decoder output ``out = g(f_s(z), f_k(t))``.
 
     ``"gaussian"``: mean ``out`` and isotropic covariance ``exp(log_psi) I`` (the paper's
     Psi). ``"bernoulli"``: ``out`` are logits, for data in [0, 1] such as images.
-    ``x`` broadcasts against ``out``; the sum runs over features.
+    ``"poisson"``: ``out`` is the log-rate of counts ``x``. ``"nb"``: negative binomial
+    with log-mean ``out`` and per-feature inverse dispersion ``exp(log_theta)`` (D,), so
+    that ``Var = mu + mu**2 / theta``. For the count likelihoods ``log_offset`` (rows,
+    broadcasting as ``out[..., :1]``) is added to the log-rate: the log library-size
+    factor of each row.
+
+    ``mask`` (same shape as ``x``, 1 = observed) drops entries from the sum: the
+    likelihood of the observed part of a row with missing values (``x`` must then hold a
+    finite placeholder where ``mask`` is 0). ``x`` broadcasts against ``out``; the sum
+    runs over features.
     """
     if likelihood == "gaussian":
         sq = (x - out) ** 2
-        return -0.5 * (sq.sum(-1) * torch.exp(-log_psi) + out.shape[-1] * (LOG_2PI + log_psi))
+        if mask is None:
+            n_obs = out.shape[-1]
+        else:
+            sq = sq * mask
+            n_obs = mask.sum(-1)
+        return -0.5 * (sq.sum(-1) * torch.exp(-log_psi) + n_obs * (LOG_2PI + log_psi))
     if likelihood == "bernoulli":
-        x = x.expand_as(out)
-        return -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
-    raise ValueError(f"unknown likelihood {likelihood!r}")
+        ll = -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+    elif likelihood in ("poisson", "nb"):
+        log_mu = out if log_offset is None else out + log_offset
+        ll = count_log_prob(x, log_mu, likelihood, log_theta)
+    else:
+        raise ValueError(f"unknown likelihood {likelihood!r}")
+    if mask is not None:
+        ll = ll * mask
+    return ll.sum(-1)
+
+
+def count_log_prob(x, log_mu, likelihood, log_theta=None):
+    """Elementwise log Poisson(x; mu) or log NB(x; mu, theta), mean ``mu = exp(log_mu)``.
+
+    NB in the mean / inverse-dispersion form used by scVI:
+    ``log Gamma(x + theta) - log Gamma(theta) - log Gamma(x + 1)
+    + theta log(theta / (theta + mu)) + x log(mu / (theta + mu))``.
+    """
+    if likelihood == "poisson":
+        return x * log_mu - torch.exp(log_mu) - torch.lgamma(x + 1)
+    log_theta = log_theta.to(log_mu.dtype)
+    theta = torch.exp(log_theta)
+    # log(theta + mu) from logs, so a large log_mu never overflows before the log.
+    log_theta_mu = torch.logaddexp(log_theta.expand_as(log_mu), log_mu)
+    return (
+        torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
+        + theta * (log_theta - log_theta_mu) + x * (log_mu - log_theta_mu)
+    )
 
 
 def decoder_mean(out, likelihood):
-    """E[x | z, t] from the decoder output (identity for Gaussian, sigmoid for Bernoulli)."""
-    return torch.sigmoid(out) if likelihood == "bernoulli" else out
+    """E[x | z, t] from the decoder output: identity (Gaussian), sigmoid (Bernoulli),
+    exp (Poisson / NB: mean counts at the reference library size, see ``CPVAE``)."""
+    if likelihood == "bernoulli":
+        return torch.sigmoid(out)
+    if likelihood in ("poisson", "nb"):
+        return torch.exp(out)
+    return out
+
+
+def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None):
+    """Sum over groups k of MMD^2 between group k's codes and all codes (RBF kernel).
+
+    An invariance penalty on the shared codes: it is zero when every population's
+    codes follow the same distribution as the pooled codes. ``bandwidth`` defaults to
+    the median pairwise squared distance (detached). One (n, n) kernel and a (K, n)
+    membership matrix, so no loop over populations.
+    """
+    n = codes.shape[0]
+    d2 = torch.cdist(codes, codes).pow(2)
+    if bandwidth is None:
+        bandwidth = d2.detach().median().clamp_min(1e-6)
+    kern = torch.exp(-d2 / bandwidth)
+    member = (populations[None, :] == torch.arange(n_groups, device=codes.device)[:, None])
+    member = member.to(codes.dtype)
+    counts = member.sum(1).clamp_min(1.0)
+    a = member / counts[:, None]  # (K, n): mean over group k
+    b = codes.new_full((n,), 1.0 / n)  # mean over all rows
+    kb = kern @ b
+    within = torch.einsum("kn,nm,km->k", a, kern, a)
+    cross = a @ kb
+    total = b @ kb
+    present = (member.sum(1) > 0).to(codes.dtype)
+    return torch.sum(present * (within - 2 * cross + total))
 
 
 @dataclass(frozen=True)

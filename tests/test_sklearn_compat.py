@@ -16,7 +16,14 @@ def _instances():
         n_shared=2, n_private=2, hidden_layer_sizes=(16,), max_iter=20,
         n_importance_samples=8, batch_size=16, device="cpu", random_state=0,
     )
-    return [CPVAE(**common), CPVAE(objective="elbo", blocks="private", **common)]
+    return [
+        CPVAE(**common),
+        CPVAE(objective="elbo", blocks="private", **common),
+        # allow_nan follows missing="mask"; the invariance penalty meets every check too.
+        # (no_private_populations names labels of y, which vary across the checks; its
+        # paths are tested in test_omics.py.)
+        CPVAE(missing="mask", shared_invariance=0.5, **common),
+    ]
 
 
 @parametrize_with_checks(
