@@ -7,8 +7,9 @@ importance-sampled marginal likelihood.
 """
 
 from sklearn_cpvae._estimator import CPVAE
+from sklearn_cpvae._persistence import load
 from sklearn_cpvae._training import TrainingDivergedError
 
 __version__ = "0.1.0"
 
-__all__ = ["CPVAE", "TrainingDivergedError", "__version__"]
+__all__ = ["CPVAE", "TrainingDivergedError", "__version__", "load"]
