@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
+import uuid
 import warnings
 
 import numpy as np
@@ -123,10 +123,11 @@ def _write(path, meta, arrays):
     header = {_META_KEY: meta_json, _DIGEST_KEY: _digest(meta_json, arrays)}
     payload = st_save(arrays, metadata=header)
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".cpvae-", suffix=".tmp", dir=directory)
+    # A fresh name in the destination's directory (so os.replace is atomic), opened like
+    # any new file so that the user's umask sets its permissions.
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
