@@ -787,6 +787,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
+        if input_features is not None and np.ndim(input_features) != 1:
+            raise ValueError(
+                "input_features must be None or a 1-D array-like of feature names; got "
+                f"{input_features!r}."
+            )
         _check_feature_names_in(self, input_features)
         names = []
         if self.blocks in ("both", "shared"):
