@@ -109,7 +109,7 @@ def test_fit_leaves_global_rng_untouched():
 
     X, y = _data()
     np_state, torch_state, py_state = (
-        np.random.get_state(), torch.random.get_rng_state(), random.getstate()
+        np.random.get_state(), torch.random.get_rng_state(), random.getstate()  # noqa: NPY002
     )
     ctx = _quiet()
     try:
@@ -118,6 +118,6 @@ def test_fit_leaves_global_rng_untouched():
         model.sample(3)
     finally:
         ctx.__exit__(None, None, None)
-    assert np.array_equal(np.random.get_state()[1], np_state[1])
+    assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert random.getstate() == py_state

@@ -12,8 +12,7 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 
 import sklearn_cpvae
-from sklearn_cpvae import CPVAE, load
-from sklearn_cpvae import _persistence
+from sklearn_cpvae import CPVAE, _persistence, load
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 TINY = dict(
