@@ -487,10 +487,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if y_idx is None:
             codes = np.concatenate(shared).astype(X.dtype, copy=False)
             return check_finite_output(codes, "the shared code", tdtype)
-        check_finite_output(np.concatenate(private), "the private code", tdtype)
+        private = check_finite_output(np.concatenate(private), "the private code", tdtype)
         if private_var:
-            return np.concatenate(private), np.concatenate(pvar)
-        return np.concatenate(private).astype(X.dtype, copy=False)
+            return private, np.concatenate(pvar)
+        return private.astype(X.dtype, copy=False)
 
     def _log_likelihoods(self, X):
         """log p(x | k) for every row and population, shape (n, K) (eq. 7-8)."""

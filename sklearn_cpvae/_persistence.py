@@ -269,7 +269,13 @@ def load(path):
             "release does not know; upgrade sklearn_cpvae to load it."
         )
     est = CPVAE(**params)
+    est._validate_params()
     for name, value in meta["attributes"].items():
+        # Only data attributes: a file must never replace methods or the networks.
+        fitted = name.endswith("_") and not name.startswith("__") and name != "module_"
+        if not (fitted or name in _PRIVATE_ATTRIBUTES) or callable(getattr(CPVAE, name, None)):
+            raise ValueError(f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
+                             "CPVAE file never holds; refusing to load it.")
         setattr(est, name, _from_json(value, arrays))
     module = CPVAEModule(
         est.n_features_in_, len(est.classes_), est.n_shared, est.n_private,

@@ -281,3 +281,18 @@ def test_fit_info_records_what_reproduces_the_fit(fitted):
     again = _fit(X, y, priors=np.array([0.25, 0.75]))
     assert again.fit_info_["seeds"] == info["seeds"]
     assert_array_equal(again.transform(X, y), model.transform(X, y))
+
+
+@pytest.mark.parametrize("name", ["predict", "__dict__", "module_", "fit"])
+def test_file_cannot_replace_methods(saved, name):
+    _rewrite(saved, lambda meta: meta["attributes"].update({name: 1}))
+    with pytest.raises(ValueError, match=f"sets the attribute '{name}'"):
+        load(saved)
+
+
+def test_re_signed_invalid_parameter_is_refused(saved):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    _rewrite(saved, lambda meta: meta["params"].update(n_shared=-1))
+    with pytest.raises(InvalidParameterError, match="n_shared"):
+        load(saved)
