@@ -531,7 +531,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"{name} must be 1-D with one label per row ({n_rows}); got shape "
                 f"{populations.shape}."
             )
-        idx = np.searchsorted(self.classes_, populations)
+        try:
+            idx = np.searchsorted(self.classes_, populations)
+        except TypeError:
+            # Labels of another type than classes_ (e.g. numbers mixed with strings).
+            raise ValueError(
+                f"{name} holds labels of types "
+                f"{sorted({type(p).__name__ for p in populations.ravel().tolist()})} that "
+                f"cannot be compared with the fitted populations {self.classes_.tolist()}."
+            ) from None
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unknown = self.classes_[idx] != populations
         if np.any(unknown):
@@ -729,7 +737,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             Population of each row.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = np.random.default_rng(derive_seeds(random_state, 1)[0])
         k = len(self.classes_)
