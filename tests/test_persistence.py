@@ -296,3 +296,16 @@ def test_re_signed_invalid_parameter_is_refused(saved):
     _rewrite(saved, lambda meta: meta["params"].update(n_shared=-1))
     with pytest.raises(InvalidParameterError, match="n_shared"):
         load(saved)
+
+
+def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
+    before = saved.read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(_persistence.os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        fitted[0].save(saved)
+    assert saved.read_bytes() == before
+    assert os.listdir(saved.parent) == [saved.name]  # no temporary file left behind
