@@ -111,20 +111,28 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--data", nargs="*", help="subset of: synthetic wine digits")
+    parser.add_argument("--lrs", nargs="*", type=float)
+    parser.add_argument("--clips", nargs="*", type=float, help="0 means no clipping")
+    parser.add_argument("--out", default="benchmarks/results/divergence.json")
     args = parser.parse_args()
     lrs = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
     clips = [None, 1.0, 10.0, 100.0]
     if args.quick:
         lrs, clips = [1e-3, 1.0], [None, 10.0]
+    lrs = args.lrs or lrs
+    clips = [c or None for c in args.clips] if args.clips else clips
     rows = []
     for name, X, y, lik in datasets():
+        if args.data and name not in args.data:
+            continue
         for lr in lrs:
             for clip in clips:
                 row = run(name, X, y, lik, lr, clip, args.epochs)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    os.makedirs("benchmarks/results", exist_ok=True)
-    with open("benchmarks/results/divergence.json", "w") as fh:
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
         json.dump({"torch": torch.__version__, "rows": rows}, fh, indent=1)
 
 
