@@ -127,8 +127,7 @@ def _check_diverged(record, epoch, scale):
         raise TrainingDivergedError(
             f"training diverged: the {name!r} term of the objective {what} at epoch "
             f"{epoch + 1}; the weights of the last good epoch were restored and the "
-            "estimator is usable. Lower learning_rate_init, set max_grad_norm, or "
-            "standardise X.",
+            "estimator is usable. Lower learning_rate_init or standardise X.",
             term=name, epoch=epoch + 1, value=value,
         )
 
