@@ -15,6 +15,7 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_cpvae._checks import check_finite_output, check_float32_range, fit_info
 from sklearn_cpvae._module import COUNT_LIKELIHOODS, CPVAEModule, log_likelihood_per_population
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._objective import decoder_mean
@@ -27,7 +28,7 @@ from sklearn_cpvae._sklearn_compat import (
 )
 from sklearn_cpvae._sparse import SparseRows, row_totals
 from sklearn_cpvae._torch_utils import derive_seeds, make_generator, resolve_device
-from sklearn_cpvae._training import TrainConfig, train
+from sklearn_cpvae._training import TrainConfig, TrainingDivergedError, train
 
 # Inference works in chunks whose temporaries stay under this many bytes.
 _CHUNK_BYTES = 256 * 2**20
@@ -196,6 +197,21 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     library_size_ref_ : float
         Reference library size (median training row total) of the count likelihoods;
         1.0 when unused.
+    fit_info_ : dict
+        What reproduces the fit: library, torch, sklearn, numpy and python versions,
+        platform, device, CUDA version, torch thread count, the integer ``random_state``
+        (None otherwise) and the integer seeds derived from it.
+
+    Notes
+    -----
+    If a term of the objective becomes non-finite or explodes (see
+    ``docs/persistence.md``), ``fit`` restores the weights of the last good epoch,
+    completes every fitted attribute, and raises
+    :class:`~sklearn_cpvae.TrainingDivergedError` naming the term and the epoch: the
+    estimator is then fitted and usable. A ``KeyboardInterrupt`` keeps the weights of
+    the last completed epoch and warns, as :class:`~sklearn.neural_network.MLPClassifier`
+    does. Pickles execute code when loaded; :meth:`save` and :func:`sklearn_cpvae.load`
+    use a format that does not.
 
     See Also
     --------
@@ -357,6 +373,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if sp.issparse(X):
             X = X.tocsr()
         check_classification_targets(y)
+        check_float32_range(X)
         hidden = self._hidden_sizes()
         classes, y_idx = np.unique(y, return_inverse=True)
         self._check_populations(classes, y_idx)
@@ -370,9 +387,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
 
-        seed_init, seed_train, seed_split, seed_val, seed_is = derive_seeds(
-            self.random_state, 5
-        )
+        seeds = derive_seeds(self.random_state, 5)
+        seed_init, seed_train, seed_split, seed_val, seed_is = seeds
         device = resolve_device(self.device)
         continuing = self._continuing()
         if continuing and not np.array_equal(classes, self.classes_):
@@ -432,15 +448,22 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
         generator = make_generator(seed_train, device)
         index_generator = generator if device.type == "cpu" else make_generator(seed_train, "cpu")
+        diverged = None
         try:
             result = train(
                 module, optimizer, (x_t, pops, pop_sizes), cfg, generator,
                 index_generator=index_generator, start_epoch=self.n_iter_, val=val,
                 val_seed=seed_val,
             )
+        except TrainingDivergedError as exc:
+            # The last good weights are restored: finish fitting, then raise (see
+            # docs/persistence.md#divergence). Adam's moments may hold NaN: drop them.
+            diverged, result = exc, exc.result
         finally:
             self.module_ = module.to("cpu").eval()
-        self._optimizer_state = _state_to_cpu(optimizer.state_dict())
+        self._optimizer_state = (
+            None if diverged is not None else _state_to_cpu(optimizer.state_dict())
+        )
         self.device_ = str(device)
         self.history_ = self.history_ + result.history
         self.loss_curve_ = [r["loss"] for r in self.history_]
@@ -449,6 +472,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self._importance_seed = seed_is
         self.priors_ = self._resolve_priors()
         self._fit_private_aggregate(X, y_idx)
+        self.fit_info_ = fit_info(device, seeds, self.random_state)
+        if diverged is not None:
+            raise diverged
         if result.interrupted:
             warnings.warn(
                 f"Training interrupted by the user at epoch {result.n_iter + 1}; the "
@@ -634,10 +660,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 private.append(mu.cpu().numpy())
                 pvar.append(torch.exp(lv).cpu().numpy())
         if y_idx is None:
-            return np.concatenate(shared).astype(X.dtype, copy=False)
+            codes = np.concatenate(shared).astype(X.dtype, copy=False)
+            return check_finite_output(codes, "the shared code", tdtype)
+        private = check_finite_output(np.concatenate(private), "the private code", tdtype)
         if private_var:
-            return np.concatenate(private), np.concatenate(pvar)
-        return np.concatenate(private).astype(X.dtype, copy=False)
+            return private, np.concatenate(pvar)
+        return private.astype(X.dtype, copy=False)
 
     def _log_likelihoods(self, X):
         """log p(x | k) for every row and population, shape (n, K) (eq. 7-8)."""
@@ -664,7 +692,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     .cpu()
                     .numpy()
                 )
-        return np.concatenate(out).astype(np.float64)
+        ll = np.concatenate(out).astype(np.float64)
+        return check_finite_output(ll, "log p(x | population)", tdtype)
 
     def _check_X(self, X, return_column=False):
         check_is_fitted(self)
@@ -684,7 +713,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"{name} must be 1-D with one label per row ({n_rows}); got shape "
                 f"{populations.shape}."
             )
-        idx = np.searchsorted(self.classes_, populations)
+        try:
+            idx = np.searchsorted(self.classes_, populations)
+        except TypeError:
+            # Labels of another type than classes_ (e.g. numbers mixed with strings).
+            raise ValueError(
+                f"{name} holds labels of types "
+                f"{sorted({type(p).__name__ for p in populations.ravel().tolist()})} that "
+                f"cannot be compared with the fitted populations {self.classes_.tolist()}."
+            ) from None
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         unknown = self.classes_[idx] != populations
         if np.any(unknown):
@@ -884,6 +921,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     dec = dec + module.decode_private(codes[:, t_cols], pops)
                 out.append(decoder_mean(dec, self.likelihood).cpu().numpy())
         X_rec = np.concatenate(out).astype(X.dtype, copy=False)
+        X_rec = check_finite_output(X_rec, "the decoded X", tdtype)
         if _get_output_config("transform", self)["dense"] == "pandas":
             import pandas as pd
 
@@ -917,7 +955,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             Population of each row.
         """
         check_is_fitted(self)
-        if not isinstance(n_samples, Integral) or n_samples < 1:
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
             raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
         rng = np.random.default_rng(derive_seeds(random_state, 1)[0])
         k = len(self.classes_)
@@ -937,6 +975,31 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             X = decoder_mean(out, self.likelihood).numpy().astype(np.float64)
         return X, self.classes_[idx]
 
+    def save(self, path):
+        """Save the fitted estimator to ``path`` in a format that runs no code on load.
+
+        The file (safetensors: raw arrays plus a JSON header) holds the weights, the
+        parameters, every fitted attribute, the optimiser state (for ``warm_start``),
+        the library and format versions and a SHA-256 digest. Read it back with
+        :func:`sklearn_cpvae.load`, which refuses truncated, modified or incompatible
+        files. Pickle and joblib also work but execute code when loaded: open those
+        only from trusted sources (see ``docs/persistence.md``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Destination; written atomically (a failed save never leaves a partial file).
+
+        Returns
+        -------
+        self : CPVAE
+            The estimator, unchanged.
+        """
+        from sklearn_cpvae._persistence import save
+
+        save(self, path)
+        return self
+
     def get_feature_names_out(self, input_features=None):
         """Names of the columns of :meth:`transform`: ``shared0..`` then ``private0..``.
 
@@ -950,6 +1013,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
+        if input_features is not None and np.ndim(input_features) != 1:
+            raise ValueError(
+                "input_features must be None or a 1-D array-like of feature names; got "
+                f"{input_features!r}."
+            )
         _check_feature_names_in(self, input_features)
         names = []
         if self.blocks in ("both", "shared"):

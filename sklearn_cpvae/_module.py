@@ -26,6 +26,12 @@ from sklearn_cpvae._objective import (
 COUNT_LIKELIHOODS = ("poisson", "nb")
 
 LOG_VAR_EPS = math.log(VAR_EPS)
+# Ceiling of every encoder log-variance. The priors have unit variance, so a posterior
+# variance of e^20 (std 2e4) already means "no information"; without a ceiling, rows far
+# from the scale of the training data (unstandardised counts, outliers at predict time)
+# drive the log-variance past 88, where exp overflows float32 and the objective or the
+# likelihood becomes NaN. Trained encoders stay far below it, so results are unchanged.
+LOG_VAR_MAX = 20.0
 
 
 class CPVAEModule(nn.Module):
@@ -111,7 +117,8 @@ class CPVAEModule(nn.Module):
     def _split(out):
         mu, raw = out.chunk(2, dim=-1)
         # Floors the variance at VAR_EPS smoothly: log(exp(raw) + VAR_EPS).
-        return mu, torch.logaddexp(raw, torch.full_like(raw, LOG_VAR_EPS))
+        logvar = torch.logaddexp(raw, torch.full_like(raw, LOG_VAR_EPS))
+        return mu, logvar.clamp(max=LOG_VAR_MAX)
 
     def encode_shared(self, x):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""

@@ -18,8 +18,29 @@ from sklearn_cpvae._objective import LossTerms, mi_weight_schedule
 TERMS = ("loss", "recon", "kl_shared", "kl_private", "mi")
 
 
+# A term "explodes" when its epoch average exceeds EXPLODE_FACTOR times the scale of the
+# objective at the first step of the fit (the largest |term| there, at least 1). Measured
+# by benchmarks/divergence.py (table in docs/persistence.md#divergence): fits at learning
+# rates up to 100x the default stayed within 2.1x that scale, fits at 1000x and above
+# passed 1e6x it; 1e4 leaves orders of magnitude of margin on both sides.
+EXPLODE_FACTOR = 1e4
+
+
 class TrainingDivergedError(FloatingPointError):
-    """A term of the objective became non-finite; the message names the term and epoch."""
+    """Training diverged: a term of the objective became non-finite or exploded.
+
+    Raised by ``fit`` after the weights of the last good epoch were restored, so the
+    estimator stays fitted and usable. ``term``, ``epoch`` (1-based) and ``value`` say
+    what went wrong; the message names them too.
+    """
+
+    def __init__(self, message, *, term=None, epoch=None, value=None, result=None):
+        super().__init__(message)
+        self.term = term
+        self.epoch = epoch
+        self.value = value
+        # The TrainResult up to the last good epoch (the estimator records its history).
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -90,15 +111,25 @@ def _stack(terms: LossTerms):
     return torch.stack([getattr(terms, name).detach() for name in TERMS])
 
 
-def _check_finite(record, epoch):
+def _check_diverged(record, epoch, scale):
+    """Raise :class:`TrainingDivergedError` if a term is non-finite or beyond the bound."""
     for name in TERMS:
-        if not math.isfinite(record[name]):
-            raise TrainingDivergedError(
-                f"training diverged: the {name!r} term of the objective became "
-                f"{record[name]} at epoch {epoch + 1}; the weights of the last finite "
-                "epoch were restored. Lower learning_rate_init, set max_grad_norm, or "
-                "standardise X."
+        value = record[name]
+        if not math.isfinite(value):
+            what = f"became {value}"
+        elif scale is not None and abs(value) > EXPLODE_FACTOR * scale:
+            what = (
+                f"exploded to {value:.3g}, more than {EXPLODE_FACTOR:g} times the scale "
+                f"{scale:.3g} of the objective at the first step"
             )
+        else:
+            continue
+        raise TrainingDivergedError(
+            f"training diverged: the {name!r} term of the objective {what} at epoch "
+            f"{epoch + 1}; the weights of the last good epoch were restored and the "
+            "estimator is usable. Lower learning_rate_init or standardise X.",
+            term=name, epoch=epoch + 1, value=value,
+        )
 
 
 def train(
@@ -110,21 +141,23 @@ def train(
     ``generator`` draws the reparameterisation noise on the data's device and
     ``index_generator`` (CPU) the minibatches. ``val`` is ``(X_val, populations_val)`` or
     None. Weights of the best validation epoch are restored when ``cfg.early_stopping``;
-    after a non-finite term, those of the last finite epoch are restored before
-    :class:`TrainingDivergedError` is raised.
+    after a non-finite or exploding term, those of the best (early stopping) or last good
+    epoch are restored before :class:`TrainingDivergedError` is raised, with the
+    :class:`TrainResult` so far attached as its ``result``.
     """
     x, populations, pop_sizes = data
     k = len(pop_sizes)
     members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
     n_steps = steps_per_epoch(len(x), k, cfg.batch_size)
     batch_counts = pop_sizes.new_full((k,), cfg.batch_size)
-    result = TrainResult()
+    result = TrainResult(n_iter=start_epoch)
     last_good = copy.deepcopy(module.state_dict())
     best_state = None
     no_improve = 0
     params = [p for p in module.parameters()]
     module.train()
     epoch = start_epoch
+    scale = None
     try:
         for epoch in range(start_epoch, cfg.max_iter):
             tic = time.perf_counter()
@@ -140,6 +173,11 @@ def train(
                     pop_sizes, objective=cfg.objective, mi_weight=alpha,
                     generator=generator, balanced=True,
                 )
+                if scale is None:
+                    # One extra synchronisation per fit: the reference for "explodes".
+                    first = _stack(terms).tolist()
+                    finite = [abs(v) for v in first if math.isfinite(v)]
+                    scale = max([1.0] + finite)
                 optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
                 if cfg.max_grad_norm is not None:
@@ -151,9 +189,12 @@ def train(
             record["mi_weight"] = alpha
             record["epoch"] = epoch + 1
             try:
-                _check_finite(record, epoch)
-            except TrainingDivergedError:
-                module.load_state_dict(last_good)
+                _check_diverged(record, epoch, scale)
+            except TrainingDivergedError as exc:
+                best = cfg.early_stopping and best_state is not None
+                module.load_state_dict(best_state if best else last_good)
+                module.eval()
+                exc.result = result
                 raise
             if val is not None:
                 vrec = evaluate(module, *val, cfg, alpha, val_seed)

@@ -1,0 +1,305 @@
+"""Saving and loading fitted estimators without executing code on load.
+
+A pickle (or joblib) file runs arbitrary code when it is loaded, so it must only be
+opened when it comes from someone you trust. :func:`save` writes a single
+`safetensors <https://huggingface.co/docs/safetensors>`_ file instead: numeric arrays
+(the networks' weights, the optimiser's moments, numeric fitted attributes) as raw
+little-endian buffers, everything else (parameters, labels, history, versions) as JSON
+in the file's header. Loading parses JSON and copies buffers; nothing is evaluated.
+
+The header records the format version, the library version and a SHA-256 digest of
+the JSON and of every array, so a truncated, corrupted or edited file is refused. See
+``docs/persistence.md`` for the versioning policy.
+"""
+
+import hashlib
+import json
+import os
+import struct
+import uuid
+import warnings
+
+import numpy as np
+import torch
+
+FORMAT = "sklearn_cpvae.CPVAE"
+# Bump when the layout changes; load() refuses versions it does not know.
+FORMAT_VERSION = 1
+_META_KEY = "sklearn_cpvae"
+_DIGEST_KEY = "sha256"
+# Private fitted state saved besides the public ``*_`` attributes.
+_PRIVATE_ATTRIBUTES = ("_importance_seed",)
+# Upper bound on the header, so a corrupted length field cannot request huge memory.
+_MAX_HEADER_BYTES = 100 * 2**20
+
+
+# ------------------------------------------------------------------ JSON encoding
+def _to_json(value, where, arrays=None):
+    """``value`` as JSON-safe data; numeric arrays go to ``arrays`` when it is given."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, np.generic):
+        return _to_json(value.item(), where, arrays)
+    if isinstance(value, tuple):
+        return {"__tuple__": [_to_json(v, where, arrays) for v in value]}
+    if isinstance(value, list):
+        return [_to_json(v, where, arrays) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"cannot save {where}: a dict with non-string keys.")
+        return {"__dict__": {k: _to_json(v, f"{where}[{k!r}]", arrays) for k, v in value.items()}}
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "biuf" and arrays is not None:
+            key = f"attr.{where}"
+            arrays[key] = np.ascontiguousarray(value)
+            return {"__array__": key}
+        if value.dtype.kind in "biufUS":
+            return {"__ndarray__": value.tolist(), "dtype": value.dtype.str,
+                    "shape": list(value.shape)}
+        if value.dtype.kind == "O":
+            items = [_to_json(v, where) for v in value.ravel().tolist()]
+            if any(isinstance(v, dict) for v in items):
+                raise TypeError(f"cannot save {where}: an object array of non-scalar values.")
+            return {"__ndarray__": items, "dtype": "object", "shape": list(value.shape)}
+    raise TypeError(
+        f"cannot save {where} of type {type(value).__name__}: only numbers, strings, "
+        "None, tuples, lists, dicts and arrays are stored (no code is ever saved)."
+    )
+
+
+def _from_json(value, arrays):
+    if isinstance(value, list):
+        return [_from_json(v, arrays) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__tuple__" in value:
+        return tuple(_from_json(v, arrays) for v in value["__tuple__"])
+    if "__dict__" in value:
+        return {k: _from_json(v, arrays) for k, v in value["__dict__"].items()}
+    if "__array__" in value:
+        return arrays[value["__array__"]]
+    if "__ndarray__" in value:
+        dtype = object if value["dtype"] == "object" else np.dtype(value["dtype"])
+        out = np.empty(len(value["__ndarray__"]), dtype=dtype)
+        out[:] = value["__ndarray__"]
+        return out.reshape(value["shape"])
+    raise ValueError(f"unknown entry {sorted(value)} in the file's header.")
+
+
+def _encode_params(params):
+    out = {}
+    for name, value in params.items():
+        if isinstance(value, (np.random.RandomState, np.random.Generator)):
+            warnings.warn(
+                f"{name} is a {type(value).__name__} instance, which cannot be stored "
+                "without pickle; it is saved as None. The fitted model is saved exactly; "
+                "only a refit of the loaded estimator draws different seeds.",
+                UserWarning,
+                stacklevel=4,
+            )
+            value = None
+        out[name] = _to_json(value, f"parameter {name!r}")
+    return out
+
+
+# --------------------------------------------------------------- digest and I/O
+def _digest(meta_json, arrays):
+    h = hashlib.sha256(b"sklearn_cpvae-format-1\0")
+    h.update(meta_json.encode())
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        h.update(f"\0{key}\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _write(path, meta, arrays):
+    """Write atomically: a crash while saving never leaves a half-written ``path``."""
+    from safetensors.numpy import save as st_save
+
+    meta_json = json.dumps(meta, sort_keys=True)
+    header = {_META_KEY: meta_json, _DIGEST_KEY: _digest(meta_json, arrays)}
+    payload = st_save(arrays, metadata=header)
+    path = os.fspath(path)
+    # A fresh name in the destination's directory (so os.replace is atomic), opened like
+    # any new file so that the user's umask sets its permissions.
+    tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(tmp, "xb") as fh:
+            fh.write(payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _read(path):
+    """``(meta, arrays)`` of a file, after checking format, version and digest."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    where = f"{os.fspath(path)!r}"
+    if len(raw) < 8:
+        raise ValueError(f"{where} is not a sklearn_cpvae model file: it is truncated or empty.")
+    (n_header,) = struct.unpack("<Q", raw[:8])
+    if n_header > min(len(raw) - 8, _MAX_HEADER_BYTES):
+        raise ValueError(
+            f"{where} is truncated or is not a sklearn_cpvae model file (its header "
+            f"claims {n_header} bytes, the file holds {len(raw) - 8})."
+        )
+    try:
+        header = json.loads(raw[8 : 8 + n_header])
+        meta_json = header["__metadata__"][_META_KEY]
+        digest = header["__metadata__"][_DIGEST_KEY]
+        meta = json.loads(meta_json)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{where} is not a sklearn_cpvae model file (no readable metadata: {exc})."
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        fmt = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{where} is not a sklearn_cpvae CPVAE file (format {fmt!r}).")
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ValueError(
+            f"{where} has format version {version!r} (written by sklearn_cpvae "
+            f"{meta.get('sklearn_cpvae_version')}); this release reads format version "
+            f"{FORMAT_VERSION}. "
+            + ("Upgrade sklearn_cpvae to load it." if newer else
+               "Load it with the release that wrote it and save it again.")
+        )
+    try:
+        arrays = st_load(raw)
+    except SafetensorError as exc:
+        raise ValueError(f"{where} is truncated or corrupted: {exc}.") from None
+    if _digest(meta_json, arrays) != digest:
+        raise ValueError(
+            f"{where} failed its SHA-256 check: the file was modified or corrupted after "
+            "it was saved. Refusing to load it."
+        )
+    return meta, arrays
+
+
+# ------------------------------------------------------------------ public API
+def save(estimator, path):
+    """Write a fitted :class:`~sklearn_cpvae.CPVAE` to ``path`` (see :meth:`CPVAE.save`)."""
+    from sklearn.utils.validation import check_is_fitted
+
+    from sklearn_cpvae import __version__
+
+    check_is_fitted(estimator)
+    arrays = {
+        f"module.{k}": v.detach().to("cpu").contiguous().numpy()
+        for k, v in estimator.module_.state_dict().items()
+    }
+    attributes = {}
+    for name, value in vars(estimator).items():
+        fitted = name.endswith("_") and not name.startswith("__") and name != "module_"
+        if fitted or name in _PRIVATE_ATTRIBUTES:
+            attributes[name] = _to_json(value, name, arrays)
+    optimizer = None
+    state = getattr(estimator, "_optimizer_state", None)
+    if state is not None:
+        for pid, slots in state["state"].items():
+            for key, v in slots.items():
+                arrays[f"optim.{pid}.{key}"] = v.detach().to("cpu").contiguous().numpy()
+        optimizer = _to_json(
+            {"param_groups": state["param_groups"],
+             "slots": {str(pid): sorted(slots) for pid, slots in state["state"].items()}},
+            "the optimiser state",
+        )
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "sklearn_cpvae_version": __version__,
+        "torch_version": torch.__version__,
+        "params": _encode_params(estimator.get_params(deep=False)),
+        "attributes": attributes,
+        "optimizer": optimizer,
+    }
+    _write(path, meta, arrays)
+
+
+def load(path):
+    """Load a :class:`~sklearn_cpvae.CPVAE` written by :meth:`CPVAE.save`.
+
+    Unlike :func:`pickle.load` and :func:`joblib.load`, this never executes code from
+    the file: it parses JSON and copies numeric buffers. Tensors are loaded on the CPU,
+    so a model fitted on a GPU loads on a CPU-only machine; its ``device`` parameter is
+    kept, and inference falls back to the CPU with a warning when that device is absent
+    (``set_params(device="cpu")`` silences it).
+
+    Parameters
+    ----------
+    path : str or path-like
+        File written by :meth:`CPVAE.save`.
+
+    Returns
+    -------
+    estimator : CPVAE
+        The fitted estimator; its predictions equal the saved one's bit for bit on the
+        same platform.
+
+    Raises
+    ------
+    ValueError
+        If the file is truncated, corrupted or modified (SHA-256 mismatch), is not a
+        CPVAE file, has a format version this release does not read, or holds
+        parameters this release does not know.
+    """
+    from sklearn_cpvae._estimator import CPVAE
+    from sklearn_cpvae._module import CPVAEModule
+
+    meta, arrays = _read(path)
+    params = {k: _from_json(v, arrays) for k, v in meta["params"].items()}
+    known = CPVAE().get_params(deep=False)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{os.fspath(path)!r} was saved by sklearn_cpvae "
+            f"{meta.get('sklearn_cpvae_version')} with parameters {unknown} that this "
+            "release does not know; upgrade sklearn_cpvae to load it."
+        )
+    est = CPVAE(**params)
+    est._validate_params()
+    for name, value in meta["attributes"].items():
+        # Only data attributes: a file must never replace methods or the networks.
+        fitted = name.endswith("_") and not name.startswith("__") and name != "module_"
+        if not (fitted or name in _PRIVATE_ATTRIBUTES) or callable(getattr(CPVAE, name, None)):
+            raise ValueError(f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
+                             "CPVAE file never holds; refusing to load it.")
+        setattr(est, name, _from_json(value, arrays))
+    module = CPVAEModule(
+        est.n_features_in_, len(est.classes_), est.n_shared, est.n_private,
+        est._hidden_sizes(), est.activation, est.likelihood, torch.Generator().manual_seed(0),
+    )
+    state = {
+        k[len("module."):]: torch.from_numpy(v.copy())
+        for k, v in arrays.items() if k.startswith("module.")
+    }
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"the weights in {os.fspath(path)!r} do not fit the saved "
+                         f"configuration: {exc}") from None
+    est.module_ = module.eval()
+    est._optimizer_state = None
+    if meta.get("optimizer") is not None:
+        opt = _from_json(meta["optimizer"], arrays)
+        est._optimizer_state = {
+            "state": {
+                int(pid): {key: torch.from_numpy(arrays[f"optim.{pid}.{key}"].copy())
+                           for key in keys}
+                for pid, keys in opt["slots"].items()
+            },
+            "param_groups": opt["param_groups"],
+        }
+    return est

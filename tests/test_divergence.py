@@ -1,0 +1,196 @@
+"""Divergence (non-finite or exploding terms), gradient clipping and KeyboardInterrupt."""
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from numpy.testing import assert_array_equal
+from sklearn.utils.validation import check_is_fitted
+
+from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
+
+# 24 rows, 2 populations, batch_size=8: 2 steps per epoch.
+TINY = dict(
+    n_shared=2, n_private=1, hidden_layer_sizes=(6,), batch_size=8, n_importance_samples=4,
+    device="cpu", random_state=0, n_iter_no_change=50,
+)
+STEPS = 2
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(24, 4))
+    y = np.repeat(["a", "b"], 12)
+    return X, y
+
+
+def _quiet_fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return est.fit(X, y)
+
+
+def _weights(est):
+    return {k: v.clone() for k, v in est.module_.state_dict().items()}
+
+
+def _assert_same_weights(a, b):
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def _usable(est, X, y):
+    check_is_fitted(est)
+    assert np.all(np.isfinite(est.predict_proba(X)))
+    assert np.all(np.isfinite(est.transform(X, populations=y)))
+    assert np.all(np.isfinite(est.score_samples(X)))
+    assert set(est.predict(X)) <= set(est.classes_)
+
+
+def _inject(monkeypatch, from_call, edit):
+    """Replace the training loop's minibatch objective from the ``from_call``-th step on."""
+    real = _training.batch_terms
+    calls = {"n": 0}
+
+    def fake(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        return edit(terms) if calls["n"] > from_call else terms
+
+    monkeypatch.setattr(_training, "batch_terms", fake)
+    return calls
+
+
+def test_absurd_learning_rate_raises_and_leaves_a_usable_estimator():
+    X, y = _data()
+    est = CPVAE(learning_rate_init=1e4, max_iter=20, **TINY)
+    with pytest.raises(TrainingDivergedError, match=r"the '\w+' term .* at epoch \d+") as info:
+        _quiet_fit(est, X, y)
+    exc = info.value
+    assert isinstance(exc, FloatingPointError)
+    assert exc.term in _training.TERMS and exc.epoch >= 1
+    assert not (math.isfinite(exc.value) and abs(exc.value) < _training.EXPLODE_FACTOR)
+    # Fitted at the last good epoch: history holds only good epochs, outputs are finite.
+    assert est.n_iter_ == exc.epoch - 1 == len(est.history_)
+    _usable(est, X, y)
+    assert est._optimizer_state is None  # Adam's moments may hold NaN: dropped
+    assert "standardise X" in str(exc) and "learning_rate_init" in str(exc)
+
+
+def test_nan_restores_the_last_good_epoch_exactly(monkeypatch):
+    """A NaN in epoch 3 leaves exactly the weights of a clean 2-epoch fit."""
+    X, y = _data()
+    clean = _quiet_fit(CPVAE(max_iter=2, **TINY), X, y)
+    _inject(monkeypatch, 2 * STEPS,
+            lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
+    est = CPVAE(max_iter=10, **TINY)
+    with pytest.raises(TrainingDivergedError, match="'loss' term .* became nan at epoch 3"):
+        _quiet_fit(est, X, y)
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+    _assert_same_weights(_weights(est), _weights(clean))
+    assert_array_equal(est.predict_proba(X), clean.predict_proba(X))
+
+
+def test_exploding_term_is_named(monkeypatch):
+    X, y = _data()
+    _inject(monkeypatch, 3 * STEPS,
+            lambda t: dataclasses.replace(t, kl_shared=t.kl_shared * 1e9))
+    est = CPVAE(max_iter=10, **TINY)
+    with pytest.raises(TrainingDivergedError, match="'kl_shared' term .* exploded .* epoch 4"):
+        _quiet_fit(est, X, y)
+    assert est.n_iter_ == 3
+    _usable(est, X, y)
+
+
+def test_divergence_with_early_stopping_restores_best_epoch(monkeypatch):
+    X, y = _data()
+    _inject(monkeypatch, 4 * 1, lambda t: dataclasses.replace(t, loss=t.loss * math.inf))
+    est = CPVAE(max_iter=10, early_stopping=True, validation_fraction=0.25,
+                **{**TINY, "batch_size": 4})
+    with pytest.raises(TrainingDivergedError):
+        _quiet_fit(est, X, y)
+    _usable(est, X, y)
+
+
+def test_warm_start_continues_after_divergence(monkeypatch):
+    X, y = _data()
+    _inject(monkeypatch, 2 * STEPS, lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
+    est = CPVAE(max_iter=3, warm_start=True, **TINY)
+    with pytest.raises(TrainingDivergedError):
+        _quiet_fit(est, X, y)
+    monkeypatch.undo()
+    _quiet_fit(est.set_params(learning_rate_init=1e-4), X, y)
+    assert est.n_iter_ == 5
+    _usable(est, X, y)
+
+
+def test_explosion_rule():
+    ok = dict.fromkeys(_training.TERMS, 1.0)
+    _training._check_diverged(ok, 0, scale=2.0)
+    _training._check_diverged({**ok, "mi": 0.99 * _training.EXPLODE_FACTOR * 2}, 0, 2.0)
+    with pytest.raises(TrainingDivergedError, match="'mi' term .* exploded") as info:
+        _training._check_diverged({**ok, "mi": -1.01 * _training.EXPLODE_FACTOR * 2}, 4, 2.0)
+    assert (info.value.term, info.value.epoch) == ("mi", 5)
+    with pytest.raises(TrainingDivergedError, match="'recon' term .* became -inf"):
+        _training._check_diverged({**ok, "recon": -math.inf}, 0, None)
+
+
+def test_unstandardised_data_trains():
+    """Counts in the thousands used to overflow exp(log-variance) at the first step."""
+    X, y = _data()
+    est = _quiet_fit(CPVAE(max_iter=2, **TINY), np.abs(X) * 5000, y)
+    _usable(est, np.abs(X) * 5000, y)
+
+
+def test_max_grad_norm_clips_every_step(monkeypatch):
+    X, y = _data()
+    seen = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        norm = real(params, max_norm, *args, **kwargs)
+        total = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])
+        )
+        assert total <= max_norm * (1 + 1e-4)
+        return norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    _quiet_fit(CPVAE(max_iter=2, max_grad_norm=0.5, **TINY), X, y)
+    assert seen == [0.5] * (2 * STEPS)
+
+
+# ------------------------------------------------------------------ interruption
+def test_keyboard_interrupt_keeps_last_completed_epoch(monkeypatch):
+    X, y = _data()
+    clean = _quiet_fit(CPVAE(max_iter=2, **TINY), X, y)
+
+    def interrupt(terms):
+        raise KeyboardInterrupt
+
+    _inject(monkeypatch, 2 * STEPS + 1, interrupt)  # in the middle of epoch 3
+    est = CPVAE(max_iter=10, **TINY)
+    with pytest.warns(UserWarning, match="interrupted by the user at epoch 3"):
+        assert est.fit(X, y) is est
+    assert est.n_iter_ == 2 and len(est.history_) == 2
+    _assert_same_weights(_weights(est), _weights(clean))
+    assert_array_equal(est.predict(X), clean.predict(X))
+    _usable(est, X, y)
+
+
+def test_keyboard_interrupt_in_first_epoch_leaves_initial_weights(monkeypatch):
+    X, y = _data()
+
+    def interrupt(terms):
+        raise KeyboardInterrupt
+
+    _inject(monkeypatch, 0, interrupt)
+    est = CPVAE(max_iter=10, **TINY)
+    with pytest.warns(UserWarning, match="interrupted"):
+        est.fit(X, y)
+    assert est.n_iter_ == 0 and est.history_ == []
+    _usable(est, X, y)
