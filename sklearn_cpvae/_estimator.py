@@ -374,7 +374,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             X = X.tocsr()
         check_classification_targets(y)
         check_float32_range(X)
-        hidden = self._hidden_sizes()
+        self._hidden_sizes()  # validate before any work
         classes, y_idx = np.unique(y, return_inverse=True)
         self._check_populations(classes, y_idx)
         self._check_support(X)
@@ -400,12 +400,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.classes_ = classes
             self.n_iter_ = 0
             self.history_ = []
-            self.module_ = CPVAEModule(
-                X.shape[1], len(classes), self.n_shared, self.n_private, hidden,
-                self.activation, self.likelihood, torch.Generator().manual_seed(seed_init),
-                mask_missing=self.missing == "mask", library_size=self.library_size,
-                private_gate=gate, shared_invariance=self.shared_invariance,
-            )
+            self.module_ = self._build_module(X.shape[1], gate, seed_init)
             self._optimizer_state = None
             self.library_size_ref_ = 1.0
             if self.likelihood in COUNT_LIKELIHOODS and self.library_size:
@@ -564,6 +559,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         gate[np.isin(classes, listed)] = 0.0
         return gate
+
+    def _build_module(self, n_features, private_gate, seed):
+        """The networks for this configuration; ``fit`` and :func:`load` both build here."""
+        return CPVAEModule(
+            n_features, len(private_gate), self.n_shared, self.n_private,
+            self._hidden_sizes(), self.activation, self.likelihood,
+            torch.Generator().manual_seed(seed), mask_missing=self.missing == "mask",
+            library_size=self.library_size, private_gate=private_gate,
+            shared_invariance=self.shared_invariance,
+        )
 
     def _continuing(self):
         return self.warm_start and hasattr(self, "module_")

@@ -256,7 +256,6 @@ def load(path):
         parameters this release does not know.
     """
     from sklearn_cpvae._estimator import CPVAE
-    from sklearn_cpvae._module import CPVAEModule
 
     meta, arrays = _read(path)
     params = {k: _from_json(v, arrays) for k, v in meta["params"].items()}
@@ -277,10 +276,7 @@ def load(path):
             raise ValueError(f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
                              "CPVAE file never holds; refusing to load it.")
         setattr(est, name, _from_json(value, arrays))
-    module = CPVAEModule(
-        est.n_features_in_, len(est.classes_), est.n_shared, est.n_private,
-        est._hidden_sizes(), est.activation, est.likelihood, torch.Generator().manual_seed(0),
-    )
+    module = est._build_module(est.n_features_in_, est.has_private_.astype(float), 0)
     state = {
         k[len("module."):]: torch.from_numpy(v.copy())
         for k, v in arrays.items() if k.startswith("module.")

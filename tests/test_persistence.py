@@ -309,3 +309,34 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         fitted[0].save(saved)
     assert saved.read_bytes() == before
     assert os.listdir(saved.parent) == [saved.name]  # no temporary file left behind
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"likelihood": "nb", "library_size": True},
+        {"likelihood": "poisson", "shared_invariance": 1.0},
+        {"missing": "mask"},
+        {"no_private_populations": ["b"]},
+    ],
+    ids=["nb-library", "poisson-invariance", "mask", "no-private"],
+)
+def test_round_trip_keeps_every_model_option(options, tmp_path):
+    """Options that change the networks (masking, library size, private gates) survive."""
+    rng = np.random.default_rng(0)
+    X = rng.poisson(3, size=(60, 5)).astype(float)
+    y = np.repeat(["a", "b"], 30)
+    X[y == "a", :2] *= 3
+    if options.get("missing") == "mask":
+        X[3, 2] = np.nan
+    model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(6,), max_iter=2,
+                  n_importance_samples=4, random_state=0, **options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, y)
+    model.save(tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(
+        loaded.transform(X, populations=y), model.transform(X, populations=y)
+    )
