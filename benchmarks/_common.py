@@ -28,7 +28,7 @@ FIGURES = ROOT / "docs" / "figures"
 # The annealed variant (appendix A: "begin with alpha = 1 and gradually anneal"): alpha
 # rises linearly from 1 to ANNEAL_FINAL over the first ANNEAL_FRACTION of the epochs.
 # Chosen by benchmarks/anneal_sweep.py on a validation split (docs/reproduction.md).
-ANNEAL_FINAL = 10.0
+ANNEAL_FINAL = 3.0
 ANNEAL_FRACTION = 0.5
 
 DIGIT_HALVES = ((0, 1, 2, 3, 4), (5, 6, 7, 8, 9))

@@ -26,7 +26,7 @@ import _common as C  # noqa: E402
 
 from sklearn_cpvae import CPVAE, VAE  # noqa: E402
 
-QUICK = dict(n_train=2000, n_test=1000, hidden=(128,), max_iter=20, batch_size=64, lr=1e-3,
+QUICK = dict(n_train=1500, n_test=600, hidden=(128,), max_iter=15, batch_size=64, lr=1e-3,
              standardise=True)
 FULL = dict(n_train=None, n_test=None, hidden=(256,), max_iter=100, batch_size=64, lr=1e-3,
             standardise=True)

@@ -30,8 +30,8 @@ import _common as C  # noqa: E402
 from sklearn_cpvae import CPVAE  # noqa: E402
 from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
 
-QUICK = dict(n_train_per_class=100, n_test_per_class=100, hidden=(128,), max_iter=20,
-             batch_size=16, lr=1e-3, n_importance_samples=20, cnn_epochs=15)
+QUICK = dict(n_train_per_class=60, n_test_per_class=40, hidden=(64,), max_iter=15,
+             batch_size=16, lr=1e-3, n_importance_samples=10, cnn_epochs=15)
 FULL = dict(n_train_per_class=None, n_test_per_class=None, hidden=(256,), max_iter=100,
             batch_size=16, lr=1e-3, n_importance_samples=50, cnn_epochs=50)
 N_SHARED, N_PRIVATE = 100, 25
