@@ -96,6 +96,9 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
 
+    def elapsed(self):
+        return time.perf_counter() - self.t0
+
 
 @functools.cache
 def mnist_arrays():
