@@ -126,10 +126,10 @@ def standardiser(X_train):
     """``(mean, scale)`` of the global standardisation ``(X - mean) / scale``.
 
     The Gaussian likelihood's noise variance Psi starts at 1 and is learned with the same
-    Adam step as every weight (1e-3 per step in log space). On raw pixels (variance about
-    0.03) Psi would need thousands of steps to reach the data's scale, and until then the
-    reconstruction term is ~30 times too weak against the KL terms, which collapses the
-    codes. One scalar scale keeps every pixel's relative weight (per-pixel standardising
+    Adam step as every weight (1e-3 per step in log space). On raw Grassy-MNIST pixels
+    (variance about 0.05) Psi would need thousands of steps to reach the data's scale, and
+    until then the reconstruction term is ~20 times too weak against the KL terms, which
+    collapses the codes. One scalar scale keeps every pixel's relative weight (per-pixel standardising
     would blow up MNIST's constant border pixels); the per-pixel mean removes the average
     image. Reconstructions are mapped back with ``rec * scale + mean`` for display.
     """

@@ -96,8 +96,10 @@ def main():
         for path in sorted(C.RESULTS.glob(f"{name}{args.suffix}*.json")):
             res = json.loads(path.read_text())
             print(f"\n### {path.name}  (wall {res['wall_seconds']:.0f} s)\n")
-            if "orderings" in res:
-                print("orderings:", res["orderings"], "\n")
+            if name == "table1":
+                import table1_subgroups as T1
+
+                print("orderings:", T1.check_orderings(res["summary"]), "\n")
             print(fn(res))
 
 

@@ -170,7 +170,11 @@ def summarise(runs):
 
 
 def check_orderings(summary):
-    """The paper's qualitative claims, as booleans."""
+    """The paper's qualitative claims, as booleans (means over seeds).
+
+    The shared-space orderings compare ARIs that are all at chance level in our runs
+    (|ARI| < 0.005, sd of the same size), so they are reported but not meaningful.
+    """
     s = {n: summary[n]["shared"]["ari"]["mean"] for n in ("vae", *VARIANTS)}
     p = {n: summary[n]["private"]["ari"]["mean"] for n in VARIANTS}
     return {
@@ -178,7 +182,9 @@ def check_orderings(summary):
         "shared_ari_no_mi_gt_alpha1": s["no_mi"] > s["alpha1"],
         "private_ari_alpha1_gt_no_mi": p["alpha1"] > p["no_mi"],
         "private_ari_no_mi_gt_vae_shared": p["no_mi"] > s["vae"],
+        "private_ari_alpha1_gt_vae_shared": p["alpha1"] > s["vae"],
         "private_ari_anneal_ge_alpha1": p["anneal"] >= p["alpha1"],
+        "private_gt_shared_ari_alpha1": p["alpha1"] > s["alpha1"],
     }
 
 

@@ -46,8 +46,10 @@ def test_table1_orderings_quick():
 
 
 # The orderings that held in the committed quick runs (docs/reproduction.md).
+# Shared-space orderings compare ARIs at chance level (see the docs) and are not asserted.
 ORDERINGS_ASSERTED = (
-    "shared_ari_no_mi_gt_alpha1",
     "private_ari_alpha1_gt_no_mi",
-    "private_ari_no_mi_gt_vae_shared",
+    "private_ari_alpha1_gt_vae_shared",
+    "private_ari_anneal_ge_alpha1",
+    "private_gt_shared_ari_alpha1",
 )
