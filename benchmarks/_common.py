@@ -129,9 +129,10 @@ def standardiser(X_train):
     Adam step as every weight (1e-3 per step in log space). On raw Grassy-MNIST pixels
     (variance about 0.05) Psi would need thousands of steps to reach the data's scale, and
     until then the reconstruction term is ~20 times too weak against the KL terms, which
-    collapses the codes. One scalar scale keeps every pixel's relative weight (per-pixel standardising
-    would blow up MNIST's constant border pixels); the per-pixel mean removes the average
-    image. Reconstructions are mapped back with ``rec * scale + mean`` for display.
+    collapses the codes. One scalar scale keeps every pixel's relative weight
+    (per-pixel standardising would blow up MNIST's constant border pixels); the per-pixel
+    mean removes the average image. Reconstructions are mapped back with
+    ``rec * scale + mean`` for display.
     """
     mean = X_train.mean(0, dtype=np.float64).astype(np.float32)
     scale = np.float32((X_train - mean).std(dtype=np.float64))
