@@ -1,0 +1,107 @@
+"""Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/*.json``.
+
+    PYTHONPATH=. python benchmarks/report.py [--suffix _quick]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+PAPER_T1 = {"vae": (".1881", "—"), "no_mi": (".0306", ".1926"), "alpha1": (".0031", ".2281"),
+            "anneal": ("—", "—"), "pca": ("≈ .003 (cPCA paper)", "—"), "pixels": ("—", "—")}
+NAMES = {"pixels": "KMeans on raw pixels", "pca": "KMeans on PCA (100)", "vae": "VAE",
+         "no_mi": "CPVAE, No MI", "alpha1": "CPVAE, α = 1", "anneal": "CPVAE, α annealed"}
+
+
+def ms(d, fmt=".4f"):
+    return f"{d['mean']:{fmt}} ± {d['sd']:{fmt}}"
+
+
+def table1(res):
+    s = res["summary"]
+    lines = [
+        "| model | shared ARI | private ARI | paper shared / private ARI | shared NMI | "
+        "private NMI | shared sil. | private sil. | AU shared / private | grass R² of "
+        "shared-only | digit R² of private-only | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ("pixels", "pca", "vae", "no_mi", "alpha1", "anneal"):
+        e = s[name]
+        priv = e.get("private")
+        au = (f"{e['au_shared']['mean']:.1f} / "
+              + (f"{e['au_private']['mean']:.1f}" if "au_private" in e else "—")
+              if "au_shared" in e else "—")
+        lines.append(
+            f"| {NAMES[name]} | {ms(e['shared']['ari'])} | "
+            f"{ms(priv['ari']) if priv else '—'} | {' / '.join(PAPER_T1[name])} | "
+            f"{ms(e['shared']['nmi'], '.3f')} | {ms(priv['nmi'], '.3f') if priv else '—'} | "
+            f"{ms(e['shared']['silhouette'], '.3f')} | "
+            f"{ms(priv['silhouette'], '.3f') if priv else '—'} | {au} | "
+            + (f"{ms(e['grass_r2_shared_only'], '.3f')} | " if "grass_r2_shared_only" in e
+               else "— | ")
+            + (f"{ms(e['digit_r2_private_only'], '.3f')} | " if "digit_r2_private_only" in e
+               else "— | ")
+            + (f"{e['fit_seconds']['mean']:.0f} |" if "fit_seconds" in e else "— |")
+        )
+    return "\n".join(lines)
+
+
+def table2(res):
+    lines = [
+        "| dataset | likelihood | n train / test | annealed α (std / agg) | α = 1 (std / agg) | "
+        "No MI (std / agg) | paper (anneal / α=1 / No MI / ResNet-50) | CNN (skorch) | "
+        "LogisticRegression |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in res["results"].items():
+        s = e["summary"]
+
+        def pair(v, s=s):
+            a, b = s[f"{v}_standard"], s[f"{v}_aggregate"]
+            return f"{100 * a['mean']:.1f} / {100 * b['mean']:.1f}"
+
+        paper = res["paper"].get(name.replace("_bernoulli", "") if "bern" not in name else "")
+        label = name + (" (lossy JPEG)" if name.startswith("cifar") else "")
+        lines.append(
+            f"| {label} | {e['likelihood']} | {e['n_train']} / {e['n_test']} | "
+            f"{pair('anneal')} | {pair('alpha1')} | {pair('no_mi')} | "
+            f"{' / '.join(map(str, paper)) if paper else '—'} | "
+            + (f"{100 * s['cnn']['mean']:.1f} | {100 * s['logreg']['mean']:.1f} |"
+               if "cnn" in s else "— | — |")
+        )
+    return "\n".join(lines)
+
+
+def sweep(res):
+    lines = ["| final α | ramp epochs | val. accuracy (std / agg) | shared ARI | private ARI | "
+             "AU shared / private | grass R² shared-only |", "|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['alpha_final']:g} | {r['ramp_epochs'] if r['alpha_final'] != 1 else 0} | "
+            f"{100 * r['val_accuracy_standard']:.1f} / {100 * r['val_accuracy_aggregate']:.1f} | "
+            f"{r['shared']['ari']:.4f} | {r['private']['ari']:.4f} | "
+            f"{r['au_shared']} / {r['au_private']:.1f} | {r['grass_r2_shared_only']:.3f} |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--suffix", default="_quick")
+    args = p.parse_args()
+    for name, fn in (("anneal_sweep", sweep), ("table1", table1), ("table2", table2)):
+        for path in sorted(C.RESULTS.glob(f"{name}{args.suffix}*.json")):
+            res = json.loads(path.read_text())
+            print(f"\n### {path.name}  (wall {res['wall_seconds']:.0f} s)\n")
+            if name == "table1":
+                import table1_subgroups as T1
+
+                print("orderings:", T1.check_orderings(res["summary"]), "\n")
+            print(fn(res))
+
+
+if __name__ == "__main__":
+    main()

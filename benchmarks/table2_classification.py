@@ -1,0 +1,204 @@
+"""Table 2 of the paper: classification by marginal likelihood, one population per class.
+
+For each dataset CPVAE is fitted with one population per class and ``predict`` (argmax
+of the importance-sampled log p(x | k), eq. 7-8, uniform priors) is scored on held-out
+test rows, for the three variants (annealed alpha, alpha = 1, No MI) and both private
+priors of the likelihood (``"standard"``: the paper's N(0, I); ``"aggregate"``: a
+Gaussian fitted to each population's own private codes). Discriminative references on
+the same rows: a 2-conv-layer CNN trained through skorch's ``NeuralNetClassifier`` and
+sklearn's ``LogisticRegression``.
+
+CIFAR-10 here is a 5k/5k subset decoded from JPEG (quality 75): lossy, so its numbers
+are not directly comparable with published CIFAR-10 results.
+
+    PYTHONPATH=. python benchmarks/table2_classification.py --quick [--device cuda]
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+
+from sklearn_cpvae import CPVAE  # noqa: E402
+from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
+
+QUICK = dict(n_train_per_class=100, n_test_per_class=50, hidden=(128,), max_iter=30,
+             batch_size=16, lr=1e-3, n_importance_samples=10, cnn_epochs=15)
+FULL = dict(n_train_per_class=None, n_test_per_class=None, hidden=(256,), max_iter=100,
+            batch_size=16, lr=1e-3, n_importance_samples=50, cnn_epochs=50)
+N_SHARED, N_PRIVATE = 100, 25
+VARIANTS = ("anneal", "alpha1", "no_mi")
+DATASETS = ("mnist", "grassy_mnist", "cifar10_jpeg", "fashion_mnist", "mnist_bernoulli")
+PAPER = {"mnist": (99.5, 98.2, 97.3, 99.6), "grassy_mnist": (77.5, 75.1, 70.5, 85.7),
+         "cifar10_jpeg": (76.2, 47.9, 42.2, 84.1)}
+
+
+def _subset(X, y, n_per_class, seed):
+    if n_per_class is None:
+        return X, y
+    idx = C.stratified_subset(y, n_per_class, seed)
+    return X[idx], y[idx]
+
+
+def load(name, cfg):
+    """``(X_train, y_train, X_test, y_test, image_shape)``.
+
+    Pixels in [0, 1] (Grassy-MNIST: up to 1.25); for the Gaussian likelihood they are then
+    standardised with the training rows' per-pixel mean and one global scale (see
+    :func:`_common.standardiser`); the Bernoulli likelihood needs them in [0, 1] as they are.
+    """
+    X, y, Xt, yt, shape = _load_raw(name, cfg)
+    if not name.endswith("_bernoulli") and cfg.get("standardise", True):
+        mean, scale = C.standardiser(X)
+        X, Xt = (X - mean) / scale, (Xt - mean) / scale
+    return X, y, Xt, yt, shape
+
+
+def _load_raw(name, cfg):
+    ntr, nte = cfg["n_train_per_class"], cfg["n_test_per_class"]
+    if name == "grassy_mnist":
+        n_tr = None if ntr is None else 10 * ntr
+        n_te = None if nte is None else 10 * nte
+        X, y, _, _ = C.grassy("train", n_tr, populations=C.ONE_PER_DIGIT)
+        Xt, yt, _, _ = C.grassy("test", n_te, populations=C.ONE_PER_DIGIT)
+        return X, y, Xt, yt, (1, 28, 28)
+    key = name.replace("_bernoulli", "")
+    d = load_shared_npz(key, C.DATA_DIR)
+    shape = (3, 32, 32) if key == "cifar10_jpeg" else (1, 28, 28)
+
+    def prep(a):
+        a = a.astype(np.float32) / np.float32(255)
+        if a.ndim == 4:  # (n, H, W, C) -> channels first, flattened
+            a = a.transpose(0, 3, 1, 2)
+        return a.reshape(len(a), -1)
+
+    X, y = _subset(d.X_train, d.y_train.astype(np.int64), ntr, 0)
+    Xt, yt = _subset(d.X_test, d.y_test.astype(np.int64), nte, 1)
+    return prep(X), y, prep(Xt), yt, shape
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 conv layers (16, 32 channels) with max-pooling, then a linear layer."""
+
+    def __init__(self, channels=1, side=28, n_classes=10):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(32 * (side // 4) ** 2, n_classes),
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def cnn_accuracy(data, cfg, seed, device):
+    from skorch import NeuralNetClassifier
+
+    X, y, Xt, yt, shape = data
+    # skorch draws initial weights and minibatches from torch's global RNG; seeding it
+    # here, in a benchmark script, is what makes the reference reproducible.
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        SmallCNN, module__channels=shape[0], module__side=shape[1], max_epochs=cfg["cnn_epochs"],
+        # The module returns logits: cross-entropy, not skorch's default NLLLoss (which
+        # expects probabilities).
+        criterion=nn.CrossEntropyLoss, lr=1e-3, optimizer=torch.optim.Adam, batch_size=64,
+        train_split=None, verbose=0, device=device, iterator_train__shuffle=True,
+    )
+    net.fit(X.reshape(-1, *shape), y)
+    return float(np.mean(net.predict(Xt.reshape(-1, *shape)) == yt))
+
+
+def logreg_accuracy(data):
+    X, y, Xt, yt, _ = data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = LogisticRegression(max_iter=300).fit(X, y)
+    return float(clf.score(Xt, yt))
+
+
+def cpvae_accuracy(data, variant, likelihood, cfg, seed, device):
+    X, y, Xt, yt, _ = data
+    model = CPVAE(
+        N_SHARED, N_PRIVATE, likelihood=likelihood, hidden_layer_sizes=cfg["hidden"],
+        max_iter=cfg["max_iter"], tol=0.0, n_iter_no_change=cfg["max_iter"],
+        batch_size=cfg["batch_size"], learning_rate_init=cfg["lr"], priors="uniform",
+        n_importance_samples=cfg["n_importance_samples"], device=device, random_state=seed,
+        **C.variant_params(variant, cfg["max_iter"]),
+    )
+    with C.Timer() as t, warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    out = {"fit_seconds": t.seconds}
+    for prior in ("standard", "aggregate"):
+        model.set_params(private_prior=prior)
+        out[f"accuracy_{prior}"] = float(np.mean(model.predict(Xt) == yt))
+    return out
+
+
+def main():
+    def extra(p):
+        p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+
+    args = C.parse_args(__doc__.splitlines()[0], extra)
+    cfg = QUICK if args.quick else FULL
+    results = {}
+    with C.Timer() as wall:
+        for name in args.datasets:
+            data = load(name, cfg)
+            likelihood = "bernoulli" if name.endswith("_bernoulli") else "gaussian"
+            print(f"{name}: train {data[0].shape}, test {data[2].shape}, {likelihood}",
+                  flush=True)
+            entry = {"n_train": len(data[0]), "n_test": len(data[2]), "likelihood": likelihood,
+                     "runs": []}
+            for seed in args.seeds:
+                run = {"seed": seed}
+                for v in VARIANTS:
+                    run[v] = cpvae_accuracy(data, v, likelihood, cfg, seed, args.device)
+                    print(f"  seed {seed} {v:7s} acc standard {run[v]['accuracy_standard']:.3f}"
+                          f"  aggregate {run[v]['accuracy_aggregate']:.3f}"
+                          f"  ({run[v]['fit_seconds']:.0f}s)", flush=True)
+                if likelihood == "gaussian":
+                    with C.Timer() as t:
+                        run["cnn"] = cnn_accuracy(data, cfg, seed, args.device)
+                    run["logreg"] = logreg_accuracy(data)
+                    print(f"  seed {seed} cnn {run['cnn']:.3f} ({t.seconds:.0f}s)  "
+                          f"logreg {run['logreg']:.3f}", flush=True)
+                entry["runs"].append(run)
+            entry["summary"] = summarise(entry["runs"])
+            results[name] = entry
+            # Written after every dataset, so that an interrupted run keeps what it did.
+            _write(args, cfg, results, wall.elapsed())
+    print(f"wall time {wall.seconds:.0f}s")
+    _write(args, cfg, results, wall.seconds)
+
+
+def _write(args, cfg, results, seconds):
+    out = {"config": cfg, "seeds": args.seeds, "results": results, "paper": PAPER,
+           "mode": "quick" if args.quick else "full", "device": args.device,
+           "wall_seconds": seconds, "hardware": C.hardware()}
+    C.write_result("table2" + ("_quick" if args.quick else ""), out, args.tag)
+
+
+def summarise(runs):
+    out = {}
+    for v in VARIANTS:
+        for prior in ("standard", "aggregate"):
+            out[f"{v}_{prior}"] = C.mean_sd([r[v][f"accuracy_{prior}"] for r in runs])
+    for ref in ("cnn", "logreg"):
+        if ref in runs[0]:
+            out[ref] = C.mean_sd([r[ref] for r in runs])
+    return out
+
+
+if __name__ == "__main__":
+    main()
