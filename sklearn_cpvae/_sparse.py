@@ -5,6 +5,8 @@ dense (float32). Training and inference therefore keep the CSR matrix on the hos
 densify only the rows of the current minibatch or inference chunk.
 """
 
+import warnings
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -56,3 +58,18 @@ def row_totals(X):
         total = np.nansum(X, axis=1, dtype=np.float64)
         n_obs = np.sum(~np.isnan(X), axis=1)
     return total * X.shape[1] / np.maximum(n_obs, 1)
+
+
+def column_moments(X):
+    """Mean and variance of each column, NaN entries skipped; never densifies a sparse X."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, copy=True)
+        X.data = np.nan_to_num(X.data)
+        n = X.shape[0]
+        mean = np.asarray(X.sum(axis=0)).ravel() / n
+        sq = np.asarray(X.multiply(X).sum(axis=0)).ravel() / n
+        return mean, np.maximum(sq - mean**2, 0.0)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean, var = np.nanmean(X, axis=0), np.nanvar(X, axis=0)
+    return np.nan_to_num(mean), np.nan_to_num(var)

@@ -166,7 +166,8 @@ def test_mi_term_pushes_other_populations_to_the_prior(populations_data):
 
 def test_early_stopping_restores_best(populations_data):
     X, y, _, _ = populations_data
-    model = CPVAE(**{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3).fit(X, y)
+    model = CPVAE(**{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3,
+                  tol=1e-2).fit(X, y)
     val = [r["val_loss"] for r in model.history_]
     assert model.n_iter_ < 200 and model.best_loss_ == pytest.approx(min(val))
     assert "val_mi" in model.history_[0]
