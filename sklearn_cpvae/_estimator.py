@@ -14,6 +14,7 @@ from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_cpvae._data import training_tensor
 from sklearn_cpvae._module import CPVAEModule, log_likelihood_per_population
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._objective import decoder_mean
@@ -114,6 +115,17 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh.
+    mi_samples : int or None, default=None
+        How the MI term of eq. 4 is estimated on each minibatch. None: exactly, running
+        every private encoder on every row, so a training row costs O(K) encoder passes.
+        An int m: each private encoder sees m rows drawn from the minibatch's other
+        populations, weighted so that the estimate stays unbiased; a step then costs
+        ``K * m`` encoder rows whatever its size, and the cost per row stops growing
+        with K (see ``docs/performance.md`` for its effect on fit quality).
+    precision : {"float32", "bf16"}, default="float32"
+        ``"bf16"`` runs the training forward pass under bfloat16 autocast (matrix
+        products in bf16, losses and weights in float32); meant for GPUs with bf16
+        tensor cores. Inference always runs in float32 (or float64 for float64 input).
 
     Attributes
     ----------
@@ -197,6 +209,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions({"float32", "bf16"})],
     }
 
     def __init__(
@@ -226,6 +240,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         warm_start=False,
+        mi_samples=None,
+        precision="float32",
     ):
         self.n_shared = n_shared
         self.n_private = n_private
@@ -251,6 +267,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.mi_samples = mi_samples
+        self.precision = precision
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y):
@@ -312,21 +330,29 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self._optimizer_state = None
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
 
-        x_tr, idx_tr, val = X, y_idx, None
+        rows_tr, idx_tr, val = None, y_idx, None
         if self.early_stopping:
-            x_tr, x_val, idx_tr, idx_val = train_test_split(
-                X, y_idx, test_size=self.validation_fraction, stratify=y_idx,
+            rows_tr, rows_val = train_test_split(
+                np.arange(len(X)), test_size=self.validation_fraction, stratify=y_idx,
                 random_state=seed_split,
             )
-            val = (self._to_tensor(x_val, device), torch.as_tensor(idx_val, device=device))
-        x_t = self._to_tensor(x_tr, device)
-        pops = torch.as_tensor(idx_tr, device=device)
+            idx_tr = y_idx[rows_tr]
+            x_val = training_tensor(X, device, rows_val)
+            val = (x_val, torch.as_tensor(y_idx[rows_val], device=x_val.device))
+        # One float32 copy of the rows at most (none for float32 input on the CPU).
+        x_t = training_tensor(X, device, rows_tr)
+        pops = torch.as_tensor(idx_tr, device=x_t.device)
         pop_sizes = torch.as_tensor(
             np.bincount(idx_tr, minlength=len(classes)), dtype=torch.float32, device=device
         )
 
         module = self.module_.to(device)
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate_init)
+        # The fused kernel updates every parameter in one pass; with K private networks
+        # the optimiser touches O(K) weights per step, so this matters as much as the GEMMs.
+        fused = device.type in ("cpu", "cuda")
+        optimizer = torch.optim.Adam(
+            module.parameters(), lr=self.learning_rate_init, fused=fused
+        )
         if continuing and self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
         cfg = TrainConfig(
@@ -335,6 +361,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             max_iter=self.n_iter_ + self.max_iter, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, early_stopping=self.early_stopping,
             max_grad_norm=self.max_grad_norm, verbose=self.verbose,
+            mi_samples=self.mi_samples, precision=self.precision,
         )
         generator = make_generator(seed_train, device)
         index_generator = generator if device.type == "cpu" else make_generator(seed_train, "cpu")
