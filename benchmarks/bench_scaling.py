@@ -66,7 +66,7 @@ def step_time(n, k, d, mi_samples, device, repeats, hidden=512):
 
     flops = count_flops(step)
     gemm = gemm_rate(device=device)
-    t, times = median_time(step, repeats=repeats, warmup=1, device=device)
+    t, times = median_time(step, repeats=repeats, warmup=0, device=device)  # counted = warm-up
     steps = -(-n // (k * m))
     return dict(rows=n, k=k, features=d, mi_samples=mi_samples, step_s=times,
                 epoch_s=t * steps, steps_per_epoch=steps, flops_per_sample=flops / (k * m),
