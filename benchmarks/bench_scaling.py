@@ -113,7 +113,8 @@ def plot(results, path):
         ax.legend()
     m = results["machine"]
     fig.suptitle(f"CPVAE training time per epoch, {m['device']} ({m['cpu']}, "
-                 f"{m['torch_threads']} threads; shared machine)")
+                 f"{m['torch_threads']} threads; shared machine, load average "
+                 f"{m['load_average'][0]:.0f} at start)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -129,7 +130,13 @@ def main():
     ap.add_argument("--features", type=int, nargs="+", default=[100, 1000, 5000, 20000])
     ap.add_argument("--full-epochs", action="store_true")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--plot-only", metavar="JSON", help="only redraw the figure from a file")
+    ap.add_argument("--png", default=None, help="figure path (default docs/scaling_<device>.png)")
     args = ap.parse_args()
+    if args.plot_only:
+        with open(args.plot_only) as f:
+            plot(json.load(f), args.png or f"docs/scaling_{args.device.split(':')[0]}.png")
+        return
     if args.quick:
         args.repeats, args.rows = 2, [10**3, 10**4, 10**5]
         args.ks, args.features = [2, 10, 50], [100, 1000, 5000]
@@ -162,7 +169,7 @@ def main():
     with open(f"benchmarks/results/scaling_{name}.json", "w") as f:
         json.dump(res, f, indent=1)
     os.makedirs("docs", exist_ok=True)
-    plot(res, f"docs/scaling_{name}.png")
+    plot(res, args.png or f"docs/scaling_{name}.png")
     print(f"wrote benchmarks/results/scaling_{name}.json and docs/scaling_{name}.png")
 
 

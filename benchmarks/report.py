@@ -118,13 +118,15 @@ def scaling(s):
 
 
 def main():
-    for name, fn in (("speed_cpu.json", speed), ("speed_cuda.json", speed),
-                     ("speed_cpu_optimizer.json", optimizer),
+    for name, fn in (("speed_cpu.json", speed), ("speed_cpu_loaded.json", speed),
+                     ("speed_cuda.json", speed), ("speed_cpu_optimizer_loaded.json", optimizer),
                      ("mi_quality.json", quality), ("mi_quality_quick_f32.json", quality),
                      ("mi_quality_bf16.json", quality),
-                     ("scaling_cpu.json", scaling), ("scaling_cuda.json", scaling)):
+                     ("scaling_cpu.json", scaling), ("scaling_cpu_loaded.json", scaling),
+                     ("scaling_cuda.json", scaling)):
         data = load(name)
         if data is not None:
+            print(f"<!-- from benchmarks/results/{name} -->\n")
             fn(data)
 
 
