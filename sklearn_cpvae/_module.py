@@ -161,6 +161,18 @@ def batch_terms(
         else:
             rows = torch.arange(n, device=x.device)
             mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
+    elif objective == "mi":
+        # Sub-sampled MI term: encoder k's own rows and its m drawn rows of other
+        # populations go through ONE grouped pass, so the (in, K, out) first-layer weight
+        # is re-laid out for bmm once per step, not twice.
+        drawn, weights = draw_off_population(
+            populations, batch_counts, pop_sizes, mi_samples, generator
+        )
+        own_rows = to_groups(x)
+        mu_b, lv_b = module.encode_private_grouped(torch.cat([own_rows, x[drawn]], dim=1))
+        m_own = own_rows.shape[1]
+        mu_t, lv_t = from_groups(mu_b[:, :m_own]), from_groups(lv_b[:, :m_own])
+        kl_others = kl_std_normal(mu_b[:, m_own:], lv_b[:, m_own:])
     else:
         mu_t, lv_t = module.encode_private_grouped(to_groups(x))
         mu_t, lv_t = from_groups(mu_t), from_groups(lv_t)
@@ -174,11 +186,6 @@ def batch_terms(
         if exact_mi:
             kl_others = kl_std_normal(mu_all, lv_all)
             weights = mi_weights(populations, batch_counts, pop_sizes)
-        else:
-            drawn, weights = draw_off_population(
-                populations, batch_counts, pop_sizes, mi_samples, generator
-            )
-            kl_others = kl_std_normal(*module.encode_private_grouped(x[drawn]))
         return cpvae_terms(
             recon,
             kl_z,
