@@ -23,6 +23,8 @@ def speed(r):
     print(f"### Speed ({m['device']}, {m['cpu']}, {m['torch_threads']} threads, torch "
           f"{m['torch']}; load average {m['load_average'][0]:.1f} at start, "
           f"{r['machine_after']['load_average'][0]:.1f} at end)\n")
+    if not r["train"]:
+        return
     print("GEMM = float32 (800 x 784) @ (784 x 2048) rate measured in the same process just "
           "before and after each measurement (median); fraction = FLOPs counted by "
           "`torch.utils.flop_counter` x rate / GEMM.\n")
@@ -118,7 +120,8 @@ def scaling(s):
 
 
 def main():
-    for name, fn in (("speed_cpu.json", speed), ("speed_cpu_loaded.json", speed),
+    for name, fn in (("speed_cpu.json", speed), ("speed_cpu_run3_train.json", speed),
+                     ("speed_cpu_loaded.json", speed),
                      ("speed_cuda.json", speed), ("speed_cpu_optimizer_loaded.json", optimizer),
                      ("mi_quality.json", quality), ("mi_quality_quick_f32.json", quality),
                      ("mi_quality_bf16.json", quality),
