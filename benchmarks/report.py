@@ -121,6 +121,7 @@ def scaling(s):
 
 def main():
     for name, fn in (("speed_cpu.json", speed), ("speed_cpu_run3_train.json", speed),
+                     ("speed_cpu_run4_passive_train.json", speed),
                      ("speed_cpu_loaded.json", speed),
                      ("speed_cuda.json", speed), ("speed_cpu_optimizer_loaded.json", optimizer),
                      ("mi_quality.json", quality), ("mi_quality_quick_f32.json", quality),
