@@ -16,6 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae._checks import check_finite_output, check_float32_range, fit_info
+from sklearn_cpvae._data import training_tensor
 from sklearn_cpvae._module import COUNT_LIKELIHOODS, CPVAEModule, log_likelihood_per_population
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._objective import decoder_mean
@@ -160,6 +161,17 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         methods drop it from X; :meth:`transform` uses it as ``populations`` when that
         argument is not given. Passing ``y`` instead keeps working in every
         :class:`~sklearn.pipeline.Pipeline` and search.
+    mi_samples : int or None, default=None
+        How the MI term of eq. 4 is estimated on each minibatch. None: exactly, running
+        every private encoder on every row, so a training row costs O(K) encoder passes.
+        An int m: each private encoder sees m rows drawn from the minibatch's other
+        populations, weighted so that the estimate stays unbiased; a step then costs
+        ``K * m`` encoder rows whatever its size, and the cost per row stops growing
+        with K (see ``docs/performance.md`` for its effect on fit quality).
+    precision : {"float32", "bf16"}, default="float32"
+        ``"bf16"`` runs the training forward pass under bfloat16 autocast (matrix
+        products in bf16, losses and weights in float32); meant for GPUs with bf16
+        tensor cores. Inference always runs in float32 (or float64 for float64 input).
 
     Attributes
     ----------
@@ -268,6 +280,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "population_column": [None, str],
+        "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
+        "precision": [StrOptions({"float32", "bf16"})],
     }
 
     def __init__(
@@ -302,6 +316,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         no_private_populations=None,
         shared_invariance=0.0,
         population_column=None,
+        mi_samples=None,
+        precision="float32",
     ):
         self.n_shared = n_shared
         self.n_private = n_private
@@ -332,6 +348,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
         self.population_column = population_column
+        self.mi_samples = mi_samples
+        self.precision = precision
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None):
@@ -419,21 +437,30 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
 
-        x_tr, idx_tr, val = X, y_idx, None
+        rows_tr, idx_tr, val = None, y_idx, None
         if self.early_stopping:
-            x_tr, x_val, idx_tr, idx_val = train_test_split(
-                X, y_idx, test_size=self.validation_fraction, stratify=y_idx,
+            rows_tr, rows_val = train_test_split(
+                np.arange(X.shape[0]), test_size=self.validation_fraction, stratify=y_idx,
                 random_state=seed_split,
             )
-            val = (self._rows_source(x_val, device), torch.as_tensor(idx_val, device=device))
-        x_t = self._rows_source(x_tr, device)
-        pops = torch.as_tensor(idx_tr, device=device)
+            idx_tr = y_idx[rows_tr]
+            x_val = self._rows_source(X, device, rows_val)
+            val = (x_val, torch.as_tensor(y_idx[rows_val], device=x_val.device))
+        # One float32 copy of the rows at most (none for float32 input on the CPU);
+        # a sparse X stays sparse and is densified one minibatch at a time.
+        x_t = self._rows_source(X, device, rows_tr)
+        pops = torch.as_tensor(idx_tr, device=x_t.device)
         pop_sizes = torch.as_tensor(
             np.bincount(idx_tr, minlength=len(classes)), dtype=torch.float32, device=device
         )
 
         module = self.module_.to(device)
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate_init)
+        # The fused kernel updates every parameter in one pass; with K private networks
+        # the optimiser touches O(K) weights per step, so this matters as much as the GEMMs.
+        fused = device.type in ("cpu", "cuda")
+        optimizer = torch.optim.Adam(
+            module.parameters(), lr=self.learning_rate_init, fused=fused
+        )
         if continuing and self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
         cfg = TrainConfig(
@@ -442,6 +469,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             max_iter=self.n_iter_ + self.max_iter, tol=self.tol,
             n_iter_no_change=self.n_iter_no_change, early_stopping=self.early_stopping,
             max_grad_norm=self.max_grad_norm, verbose=self.verbose,
+            mi_samples=self.mi_samples, precision=self.precision,
         )
         generator = make_generator(seed_train, device)
         index_generator = generator if device.type == "cpu" else make_generator(seed_train, "cpu")
@@ -501,11 +529,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             return X, None
         return X.drop(columns=[col]), np.asarray(X[col])
 
-    def _rows_source(self, X, device):
-        """Training rows as a tensor, or as densify-on-demand rows for a sparse X."""
+    @staticmethod
+    def _rows_source(X, device, rows=None):
+        """Rows ``rows`` of X for training: a float32 tensor, or densify-on-demand rows."""
         if sp.issparse(X):
-            return SparseRows(X, device)
-        return self._to_tensor(X, device)
+            return SparseRows(X if rows is None else X[rows], device)
+        return training_tensor(X, device, rows)
 
     def _check_support(self, X):
         """Value ranges the likelihood needs, checked without densifying a sparse X."""

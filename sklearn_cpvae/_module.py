@@ -9,8 +9,10 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from sklearn_cpvae._mi_sampling import draw_off_population
 from sklearn_cpvae._nn import StackedMLP, group_rows, scatter_to_groups
 from sklearn_cpvae._objective import (
     VAR_EPS,
@@ -115,10 +117,11 @@ class CPVAEModule(nn.Module):
 
     @staticmethod
     def _split(out):
-        mu, raw = out.chunk(2, dim=-1)
-        # Floors the variance at VAR_EPS smoothly: log(exp(raw) + VAR_EPS).
-        logvar = torch.logaddexp(raw, torch.full_like(raw, LOG_VAR_EPS))
-        return mu, logvar.clamp(max=LOG_VAR_MAX)
+        mu, raw = _upcast(out).chunk(2, dim=-1)
+        # Floors the variance at VAR_EPS smoothly: log(exp(raw) + VAR_EPS), written with
+        # softplus (one fused op and a one-op backward, unlike logaddexp against a
+        # constant); the cap keeps exp(logvar) finite in float32 on unscaled data.
+        return mu, (LOG_VAR_EPS + F.softplus(raw - LOG_VAR_EPS)).clamp(max=LOG_VAR_MAX)
 
     def encode_shared(self, x):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
@@ -162,6 +165,11 @@ class CPVAEModule(nn.Module):
         return mu[group, slot], lv[group, slot]
 
 
+def _upcast(out):
+    """float32 for bf16/fp16 autocast outputs: the KL and log-densities sum many terms."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
 def _reparameterise(mu, logvar, generator):
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
@@ -169,7 +177,7 @@ def _reparameterise(mu, logvar, generator):
 
 def batch_terms(
     module, x, populations, batch_counts, pop_sizes, *, objective, mi_weight, generator,
-    balanced=False,
+    balanced=False, mi_samples=None,
 ):
     """Minibatch estimate of eq. 4/10 (or eq. 3) as :class:`~sklearn_cpvae._objective.LossTerms`.
 
@@ -177,15 +185,17 @@ def batch_terms(
     them from population k, drawn from ``pop_sizes[k]`` rows. ``balanced=True`` declares
     the layout of Algorithm 1's minibatch: M rows of every population, population-major,
     so that the per-population blocks are views rather than scattered copies.
+    ``mi_samples=None`` computes eq. 4's MI term exactly on the minibatch (every private
+    encoder on every row); an int ``m`` uses the unbiased sub-sampled estimate of
+    :func:`~sklearn_cpvae._mi_sampling.draw_off_population` (m rows per encoder).
     """
     n, d = x.shape
     k = module.n_populations
-    dtype = x.dtype
+    dtype = torch.float32 if x.dtype == torch.bfloat16 else x.dtype
     batch_counts = batch_counts.to(dtype)
     pop_sizes = pop_sizes.to(dtype)
     if balanced:
         m = n // k
-        group, slot = populations, torch.arange(n, device=x.device) % m
     else:
         group, slot, m = group_rows(populations, k)
 
@@ -194,24 +204,50 @@ def batch_terms(
             return rows.view(k, m, -1)
         return scatter_to_groups(rows, group, slot, k, m)
 
+    def from_groups(block):
+        if balanced:
+            return block.reshape(n, -1)
+        return block[group, slot]
+
     mu_z, lv_z = module.encode_shared(x)
-    mu_all = lv_all = None
-    if objective == "mi":
+    kl_others = weights = None
+    if objective == "mi" and mi_samples is None:
         # The exact MI term: encoder k on every row; each row's own code is one slice.
         mu_all, lv_all = module.encode_private_all(x)
-        rows = torch.arange(n, device=x.device)
-        mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
+        if balanced:
+            # Rows of population k are block k: own codes are the block diagonal.
+            def own(a):
+                return a.view(k, k, m, -1).diagonal(dim1=0, dim2=1).permute(2, 0, 1)
+
+            mu_t, lv_t = own(mu_all).reshape(n, -1), own(lv_all).reshape(n, -1)
+        else:
+            rows = torch.arange(n, device=x.device)
+            mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
+        kl_others = kl_std_normal(mu_all, lv_all)
+        weights = mi_weights(populations, batch_counts, pop_sizes)
+    elif objective == "mi":
+        # Sub-sampled MI term: encoder k's own rows and its m drawn rows of other
+        # populations go through ONE grouped pass, so the (in, K, out) first-layer weight
+        # is re-laid out for bmm once per step, not twice.
+        drawn, weights = draw_off_population(
+            populations, batch_counts, pop_sizes, mi_samples, generator
+        )
+        own_rows = to_groups(x)
+        mu_b, lv_b = module.encode_private_grouped(torch.cat([own_rows, x[drawn]], dim=1))
+        m_own = own_rows.shape[1]
+        mu_t, lv_t = from_groups(mu_b[:, :m_own]), from_groups(lv_b[:, :m_own])
+        kl_others = kl_std_normal(mu_b[:, m_own:], lv_b[:, m_own:])
     else:
         mu_t, lv_t = module.encode_private_grouped(to_groups(x))
-        mu_t, lv_t = mu_t[group, slot], lv_t[group, slot]
+        mu_t, lv_t = from_groups(mu_t), from_groups(lv_t)
 
     z = _reparameterise(mu_z, lv_z, generator)
     t = _reparameterise(mu_t, lv_t, generator)
-    out = module.decode_shared(z) + module.decode_private_grouped(to_groups(t))[group, slot]
-    recon = module.recon_log_likelihood(x, out)
+    out = module.decode_shared(z) + from_groups(module.decode_private_grouped(to_groups(t)))
+    recon = module.recon_log_likelihood(x, _upcast(out))
     kl_z = kl_std_normal(mu_z, lv_z)
     terms = _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
-                   mi_weight, mu_t, lv_t, mu_all, lv_all)
+                   mi_weight, mu_t, lv_t, kl_others, weights)
     if module.shared_invariance > 0:
         # Optional invariance penalty on the shared codes (not part of eq. 4).
         mmd = mmd_rbf_groups(mu_z, populations, k)
@@ -220,10 +256,9 @@ def batch_terms(
 
 
 def _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
-           mi_weight, mu_t, lv_t, mu_all, lv_all):
+           mi_weight, mu_t, lv_t, kl_others, weights):
     gate = module.private_gate.to(recon.dtype)
     if objective == "mi":
-        kl_others = kl_std_normal(mu_all, lv_all)
         if module.has_gate:
             # An encoder without a private space has no MI term to pay.
             kl_others = kl_others * gate[:, None]
@@ -236,7 +271,7 @@ def _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
             objective="mi",
             mi_weight=mi_weight,
             kl_t_others=kl_others,
-            others_weight=mi_weights(populations, batch_counts, pop_sizes),
+            others_weight=weights,
         )
     return cpvae_terms(
         recon,

@@ -5,6 +5,7 @@ the estimator prepares tensors and an optimiser, this module runs epochs and ret
 happened as a :class:`TrainResult`.
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -55,6 +56,8 @@ class TrainConfig:
     early_stopping: bool
     max_grad_norm: float | None
     verbose: int
+    mi_samples: int | None = None
+    precision: str = "float32"
 
 
 @dataclass
@@ -87,19 +90,22 @@ def steps_per_epoch(n_samples, n_populations, batch_size):
     return max(1, -(-n_samples // (n_populations * batch_size)))
 
 
-def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=4096):
+def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
     """Objective terms on a whole (validation) set, with fixed noise so epochs compare."""
     k = module.n_populations
-    counts = torch.bincount(populations, minlength=k).to(x.dtype)
-    gen = torch.Generator(device=x.device).manual_seed(seed)
-    sums = torch.zeros(len(TERMS), device=x.device, dtype=x.dtype)
+    # The exact MI term holds a (K, chunk, hidden) block: keep it a few tens of MB.
+    chunk = chunk or max(128, 32768 // k)
+    device = module.log_psi.device  # x may live in host memory when streamed
+    counts = torch.bincount(populations, minlength=k).to(device=device, dtype=x.dtype)
+    gen = torch.Generator(device=device).manual_seed(seed)
+    sums = torch.zeros(len(TERMS), device=device, dtype=x.dtype)
     was_training = module.training
     module.eval()
     with torch.no_grad():
         for start in range(0, len(x), chunk):
             sl = slice(start, start + chunk)
             terms = batch_terms(
-                module, x[sl], populations[sl], counts, counts,
+                module, x[sl].to(device), populations[sl].to(device), counts, counts,
                 objective=cfg.objective, mi_weight=mi_weight, generator=gen,
             )
             sums += _stack(terms)
@@ -147,9 +153,16 @@ def train(
     """
     x, populations, pop_sizes = data
     k = len(pop_sizes)
+    device = pop_sizes.device
     members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
     n_steps = steps_per_epoch(len(x), k, cfg.batch_size)
+    # A balanced minibatch always has the same layout and counts: built once, not per step.
+    batch_pops = torch.arange(k, device=device).repeat_interleave(cfg.batch_size)
     batch_counts = pop_sizes.new_full((k,), cfg.batch_size)
+    # x stays where the caller put it: on the training device when it fits there (moved
+    # once), else in (pinned) host memory, from which each minibatch is streamed.
+    streamed = x.device != device
+    autocast = _autocast(cfg.precision, device)
     result = TrainResult(n_iter=start_epoch)
     last_good = copy.deepcopy(module.state_dict())
     best_state = None
@@ -162,17 +175,21 @@ def train(
         for epoch in range(start_epoch, cfg.max_iter):
             tic = time.perf_counter()
             idx = balanced_batches(members, cfg.batch_size, n_steps, index_generator).to(x.device)
-            sums = torch.zeros(len(TERMS), device=x.device)
+            sums = torch.zeros(len(TERMS), device=device)
             for step in range(n_steps):
                 alpha = mi_weight_schedule(
                     epoch + step / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
                 )
-                rows = idx[step].reshape(-1)
-                terms = batch_terms(
-                    module, x[rows], populations[rows], batch_counts,
-                    pop_sizes, objective=cfg.objective, mi_weight=alpha,
-                    generator=generator, balanced=True,
-                )
+                # A tensor gather, or sparse rows densified one minibatch at a time.
+                xb = x[idx[step].reshape(-1)]
+                if streamed:
+                    xb = xb.pin_memory().to(device, non_blocking=True)
+                with autocast:
+                    terms = batch_terms(
+                        module, xb, batch_pops, batch_counts, pop_sizes,
+                        objective=cfg.objective, mi_weight=alpha, generator=generator,
+                        balanced=True, mi_samples=cfg.mi_samples,
+                    )
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".
                     first = _stack(terms).tolist()
@@ -230,6 +247,13 @@ def train(
         module.load_state_dict(best_state)
     module.eval()
     return result
+
+
+def _autocast(precision, device):
+    """bf16 autocast for the forward pass (GEMMs in bf16, losses in float32), or nothing."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def _format(record):

@@ -1,0 +1,58 @@
+"""Placing the training matrix on the training device with at most one copy of it.
+
+The estimator validates ``X`` as float32 or float64 numpy. Training needs float32 rows on
+the device. This module makes that tensor without the intermediate full-size copies that
+``np.array(X[rows], dtype=np.float32)`` would make (one for the row gather, one for the
+cast), and decides where the tensor lives: on the GPU when it fits there, otherwise in
+pinned host memory from which :func:`~sklearn_cpvae._training.train` streams minibatches.
+"""
+
+import numpy as np
+import torch
+
+# Rows are converted in blocks of about this many bytes, so temporaries stay small.
+_BLOCK_BYTES = 64 * 2**20
+# Keep the resident training matrix under this share of the GPU's free memory; the rest
+# is for the networks, their activations and the optimiser.
+_GPU_SHARE = 0.5
+
+
+def _fits_on(device, nbytes):
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= _GPU_SHARE * free
+
+
+def training_tensor(X, device, rows=None):
+    """float32 tensor of ``X[rows]`` (all rows when None) for training on ``device``.
+
+    Returns a tensor on ``device``, or, on a GPU too small for the data, a pinned CPU
+    tensor (the caller streams minibatches from it). On the CPU a C-contiguous, writable
+    float32 ``X`` with ``rows=None`` is used in place (training never writes to it);
+    every other case makes exactly one float32 copy, filled block by block.
+    """
+    X = np.asarray(X)
+    n = X.shape[0] if rows is None else len(rows)
+    shape = (n,) + X.shape[1:]
+    nbytes = 4 * int(np.prod(shape))
+    if (
+        device.type == "cpu"
+        and rows is None
+        and X.dtype == np.float32
+        and X.flags.c_contiguous
+        and X.flags.writeable
+    ):
+        return torch.from_numpy(X)
+    if _fits_on(device, nbytes):
+        out = torch.empty(shape, dtype=torch.float32, device=device)
+    else:
+        out = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+    row_bytes = max(1, nbytes // max(n, 1))
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    for start in range(0, n, step):
+        sel = slice(start, start + step)
+        block = X[sel] if rows is None else X[rows[sel]]
+        # np.array copies the (small) block, so torch never aliases a read-only array.
+        out[sel] = torch.from_numpy(np.array(block, dtype=np.float32, order="C"))
+    return out
