@@ -8,6 +8,7 @@ pinned host memory from which :func:`~sklearn_cpvae._training.train` streams min
 """
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 # Rows are converted in blocks of about this many bytes, so temporaries stay small.
@@ -56,3 +57,51 @@ def training_tensor(X, device, rows=None):
         # np.array copies the (small) block, so torch never aliases a read-only array.
         out[sel] = torch.from_numpy(np.array(block, dtype=np.float32, order="C"))
     return out
+
+
+def column_moments(X, block_rows=8192):
+    """Mean and variance of each column of X as float32 sees it, NaN entries skipped.
+
+    Values are rounded to float32 first (training's view of X, so float32 and float64
+    inputs give identical results) and summed in float64, block by block: neither a dense
+    copy of X nor a densified sparse X is ever made.
+    """
+    n_cols = X.shape[1]
+    total = np.zeros(n_cols)
+    total_sq = np.zeros(n_cols)
+    count = np.zeros(n_cols)
+    if sp.issparse(X):
+        X = sp.csr_matrix(X)
+        data = np.nan_to_num(X.data.astype(np.float32).astype(np.float64))
+        X = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
+        total = np.asarray(X.sum(axis=0)).ravel()
+        total_sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
+        count[:] = X.shape[0]
+    else:
+        for start in range(0, X.shape[0], block_rows):
+            block = np.asarray(X[start : start + block_rows], dtype=np.float32)
+            block = block.astype(np.float64)
+            observed = ~np.isnan(block)
+            block = np.where(observed, block, 0.0)
+            total += block.sum(0)
+            total_sq += (block * block).sum(0)
+            count += observed.sum(0)
+    count = np.maximum(count, 1)
+    mean = total / count
+    return mean, np.maximum(total_sq / count - mean**2, 0.0)
+
+
+def start_values(X, likelihood):
+    """Initial decoder output bias and log Psi: the best model that explains nothing.
+
+    Gaussian: each feature's mean, and log of the mean feature variance; Bernoulli: the
+    logit of each feature's mean (no Psi). Starting Psi at 1 instead, on data of variance
+    ~0.05 (raw pixels), made the reconstruction term ~20x too weak against the KL terms
+    for thousands of Adam steps, and codes collapsed (docs/reproduction.md, Finding 1).
+    Returns ``(bias, log_psi)``, ``log_psi`` None for Bernoulli.
+    """
+    mean, var = column_moments(X)
+    if likelihood == "bernoulli":
+        p = np.clip(mean, 1e-3, 1 - 1e-3)
+        return np.log(p) - np.log1p(-p), None
+    return mean, float(np.log(max(np.mean(var), 1e-6)))

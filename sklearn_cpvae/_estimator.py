@@ -16,7 +16,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae._checks import check_finite_output, check_float32_range, fit_info
-from sklearn_cpvae._data import training_tensor
+from sklearn_cpvae._data import start_values, training_tensor
 from sklearn_cpvae._module import COUNT_LIKELIHOODS, CPVAEModule, log_likelihood_per_population
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._objective import decoder_mean
@@ -27,7 +27,7 @@ from sklearn_cpvae._sklearn_compat import (
     _get_output_config,
     validate_data,
 )
-from sklearn_cpvae._sparse import SparseRows, column_moments, row_totals
+from sklearn_cpvae._sparse import SparseRows, row_totals
 from sklearn_cpvae._torch_utils import derive_seeds, make_generator, resolve_device
 from sklearn_cpvae._training import TrainConfig, TrainingDivergedError, train
 
@@ -559,22 +559,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
 
     def _init_to_data_scale(self, X):
-        """Start the Gaussian (Bernoulli) model at the best model that explains nothing.
-
-        f_s's output bias starts at each feature's mean (its logit for Bernoulli) and Psi
-        at the mean feature variance. With Psi = 1 on data of variance 0.05 (raw pixels),
-        the reconstruction term is 20 times too weak against the KL terms at first, and
-        Adam moves log Psi only ~1e-3 per step: measured on raw Grassy-MNIST and MNIST,
-        the codes collapsed within short budgets (see docs/reproduction.md).
-        """
-        mean, var = column_moments(X)
+        """Start f_s's output at the feature means and Psi at their variance (see
+        :func:`~sklearn_cpvae._data.start_values`), whatever the data's scale."""
+        bias, log_psi = start_values(X, self.likelihood)
         with torch.no_grad():
-            if self.likelihood == "bernoulli":
-                p = np.clip(mean, 1e-3, 1 - 1e-3)
-                bias = np.log(p) - np.log1p(-p)
-            else:
-                bias = mean
-                self.module_.log_psi.fill_(float(np.log(max(np.mean(var), 1e-6))))
+            if log_psi is not None:
+                self.module_.log_psi.fill_(log_psi)
             self.module_.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
 
     def _log_mean_counts(self, X):

@@ -57,35 +57,3 @@ def row_totals(X):
         total = np.nansum(X, axis=1, dtype=np.float64)
         n_obs = np.sum(~np.isnan(X), axis=1)
     return total * X.shape[1] / np.maximum(n_obs, 1)
-
-
-def column_moments(X, block_rows=8192):
-    """Mean and variance of each column of X as float32 sees it, NaN entries skipped.
-
-    Values are rounded to float32 first (training's view of X, so float32 and float64
-    inputs give identical results) and summed in float64, block by block: neither a dense
-    copy of X nor a densified sparse X is ever made.
-    """
-    n_cols = X.shape[1]
-    total = np.zeros(n_cols)
-    total_sq = np.zeros(n_cols)
-    count = np.zeros(n_cols)
-    if sp.issparse(X):
-        X = sp.csr_matrix(X)
-        data = np.nan_to_num(X.data.astype(np.float32).astype(np.float64))
-        X = sp.csr_matrix((data, X.indices, X.indptr), shape=X.shape)
-        total = np.asarray(X.sum(axis=0)).ravel()
-        total_sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
-        count[:] = X.shape[0]
-    else:
-        for start in range(0, X.shape[0], block_rows):
-            block = np.asarray(X[start : start + block_rows], dtype=np.float32)
-            block = block.astype(np.float64)
-            observed = ~np.isnan(block)
-            block = np.where(observed, block, 0.0)
-            total += block.sum(0)
-            total_sq += (block * block).sum(0)
-            count += observed.sum(0)
-    count = np.maximum(count, 1)
-    mean = total / count
-    return mean, np.maximum(total_sq / count - mean**2, 0.0)

@@ -20,7 +20,8 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sklearn_cpvae._module import LOG_VAR_EPS
+from sklearn_cpvae._data import start_values
+from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS, StackedMLP
 from sklearn_cpvae._objective import (
     decoder_mean,
@@ -52,9 +53,8 @@ class _VAEModule(nn.Module):
         self.log_psi = nn.Parameter(torch.zeros(()))
 
     def encode(self, x):
-        mu, raw = self.enc.forward_single(x).chunk(2, dim=-1)
-        # Same smooth variance floor as CPVAE: log(exp(raw) + VAR_EPS).
-        return mu, torch.logaddexp(raw, torch.full_like(raw, LOG_VAR_EPS))
+        # The same variance floor and cap as CPVAE's encoders.
+        return CPVAEModule._split(self.enc.forward_single(x))
 
     def decode(self, z):
         return self.dec.forward_single(z)
@@ -233,7 +233,14 @@ class VAE(TransformerMixin, BaseEstimator):
         module = _VAEModule(
             X.shape[1], self.n_components, hidden, self.activation, self.likelihood,
             torch.Generator().manual_seed(seed_init),
-        ).to(device)
+        )
+        # The same data-scale start as CPVAE, so that the comparison is like for like.
+        bias, log_psi = start_values(X, self.likelihood)
+        with torch.no_grad():
+            if log_psi is not None:
+                module.log_psi.fill_(log_psi)
+            module.dec.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
+        module = module.to(device)
         x = torch.from_numpy(np.array(X, dtype=np.float32, order="C")).to(device)
         noise = make_generator(seed_train, device)
         index_gen = noise if device.type == "cpu" else make_generator(seed_train, "cpu")
