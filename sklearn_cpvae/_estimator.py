@@ -369,41 +369,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        X, column = self._pop_population_column(X)
-        if column is not None:
-            if y is not None and not np.array_equal(np.asarray(y), column):
-                raise ValueError(
-                    f"y disagrees with the population_column {self.population_column!r} "
-                    "of X; pass one of them."
-                )
-            y = column
-        if y is None:
-            raise ValueError(
-                "CPVAE requires y to be passed, but the target y is None: pass the "
-                "population of each row, or X as a DataFrame holding the column named "
-                "by population_column."
-            )
-        X, y = validate_data(
-            self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2,
-            reset=not self._continuing(), accept_sparse=("csr", "csc"),
-            ensure_all_finite=self._finite_mode(),
-        )
-        if sp.issparse(X):
-            X = X.tocsr()
-        check_classification_targets(y)
-        check_float32_range(X)
-        self._hidden_sizes()  # validate before any work
-        classes, y_idx = np.unique(y, return_inverse=True)
-        self._check_populations(classes, y_idx)
-        self._check_support(X)
-        gate = self._private_gate(classes)
-        if self.objective == "mi" and self.mi_anneal_epochs > self.max_iter:
-            warnings.warn(
-                f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
-                f"{self.max_iter}: alpha will not reach mi_weight={self.mi_weight}.",
-                UserWarning,
-                stacklevel=2,
-            )
+        X, classes, y_idx, gate = self._validated_fit_data(X, y)
 
         seeds = derive_seeds(self.random_state, 5)
         seed_init, seed_train, seed_split, seed_val, seed_is = seeds
@@ -418,22 +384,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.classes_ = classes
             self.n_iter_ = 0
             self.history_ = []
-            self.module_ = self._build_module(X.shape[1], gate, seed_init)
             self._optimizer_state = None
-            self.library_size_ref_ = 1.0
-            if self.likelihood in COUNT_LIKELIHOODS and self.library_size:
-                self.library_size_ref_ = float(max(1.0, np.median(row_totals(X))))
-                self.module_.log_library_ref.fill_(np.log(self.library_size_ref_))
-            if self.likelihood in COUNT_LIKELIHOODS:
-                # Start f_s at the log mean count of each feature (at the reference
-                # library size) rather than at log-rate 0, which is far from typical
-                # counts and costs many epochs to climb.
-                with torch.no_grad():
-                    self.module_.dec_shared.biases[-1].add_(
-                        torch.as_tensor(self._log_mean_counts(X), dtype=torch.float32)
-                    )
-            else:
-                self._init_to_data_scale(X)
+            self._init_networks(X, gate, seed_init)
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
 
@@ -516,6 +468,63 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         return self
+
+    def _validated_fit_data(self, X, y):
+        """Validated X (CSR if sparse), population labels and indices, private gates."""
+        X, column = self._pop_population_column(X)
+        if column is not None:
+            if y is not None and not np.array_equal(np.asarray(y), column):
+                raise ValueError(
+                    f"y disagrees with the population_column {self.population_column!r} "
+                    "of X; pass one of them."
+                )
+            y = column
+        if y is None:
+            raise ValueError(
+                "CPVAE requires y to be passed, but the target y is None: pass the "
+                "population of each row, or X as a DataFrame holding the column named "
+                "by population_column."
+            )
+        X, y = validate_data(
+            self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2,
+            reset=not self._continuing(), accept_sparse=("csr", "csc"),
+            ensure_all_finite=self._finite_mode(),
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        check_classification_targets(y)
+        check_float32_range(X)
+        self._hidden_sizes()  # validate before any work
+        classes, y_idx = np.unique(y, return_inverse=True)
+        self._check_populations(classes, y_idx)
+        self._check_support(X)
+        gate = self._private_gate(classes)
+        if self.objective == "mi" and self.mi_anneal_epochs > self.max_iter:
+            warnings.warn(
+                f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
+                f"{self.max_iter}: alpha will not reach mi_weight={self.mi_weight}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return X, classes, y_idx, gate
+
+    def _init_networks(self, X, gate, seed_init):
+        """Build the networks and start the decoder (and Psi) at the data's scale."""
+        self.module_ = self._build_module(X.shape[1], gate, seed_init)
+        self.library_size_ref_ = 1.0
+        if self.likelihood in COUNT_LIKELIHOODS and self.library_size:
+            self.library_size_ref_ = float(max(1.0, np.median(row_totals(X))))
+            self.module_.log_library_ref.fill_(np.log(self.library_size_ref_))
+        if self.likelihood in COUNT_LIKELIHOODS:
+            # Start f_s at the log mean count of each feature (at the reference
+            # library size) rather than at log-rate 0, which is far from typical
+            # counts and costs many epochs to climb.
+            with torch.no_grad():
+                self.module_.dec_shared.biases[-1].add_(
+                    torch.as_tensor(self._log_mean_counts(X), dtype=torch.float32)
+                )
+        else:
+            self._init_to_data_scale(X)
 
     def _finite_mode(self):
         return "allow-nan" if self.missing == "mask" else True
