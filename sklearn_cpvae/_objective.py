@@ -43,7 +43,7 @@ def log_likelihood(x, out, likelihood, log_psi=None, *, mask=None, log_theta=Non
 
     ``mask`` (same shape as ``x``, 1 = observed) drops entries from the sum: the
     likelihood of the observed part of a row with missing values (``x`` must then hold a
-    finite placeholder where ``mask`` is 0). ``x`` broadcasts against ``out``; the sum
+    finite stand-in value where ``mask`` is 0). ``x`` broadcasts against ``out``; the sum
     runs over features.
     """
     if likelihood == "gaussian":
