@@ -95,7 +95,7 @@ class CPVAEModule(nn.Module):
             x = torch.log1p(x.clamp_min(0))
         return x
 
-    def recon_log_likelihood(self, x, out):
+    def recon_log_likelihood(self, x, out, inplace=False):
         """log p(x | z, t) per row for rows ``x`` (n, D) and decoder outputs ``out``
         (..., n, D): masks NaN entries and adds the library-size offset of count models."""
         mask = None
@@ -112,7 +112,7 @@ class CPVAEModule(nn.Module):
             log_offset = torch.log(total.clamp_min(1.0)) - self.log_library_ref
         return log_likelihood(
             x, out, self.likelihood, self.log_psi, mask=mask, log_theta=self.log_theta,
-            log_offset=log_offset,
+            log_offset=log_offset, inplace=inplace,
         )
 
     @staticmethod
@@ -314,6 +314,11 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
         # t does not enter p(x | z, t) without a private space: integrate it out exactly.
         log_pt_qt = log_pt_qt * module.private_gate.to(log_pt_qt.dtype)[:, None, None]
     f_k = module.decode_private_grouped(t.reshape(k, s * n, dt)).view(k, s, n, -1)
-    recon = module.recon_log_likelihood(x, f_s[None] + f_k)
+    if torch.is_grad_enabled():
+        out = f_s[None] + f_k
+    else:
+        # (K, S, n, D) is by far the largest tensor of inference: reuse f_k's memory.
+        out = f_k.add_(f_s)
+    recon = module.recon_log_likelihood(x, out, inplace=not torch.is_grad_enabled())
     log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
     return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)

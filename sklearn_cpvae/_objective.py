@@ -30,7 +30,7 @@ def log_normal(x, mu, logvar):
 
 
 def log_likelihood(x, out, likelihood, log_psi=None, *, mask=None, log_theta=None,
-                   log_offset=None):
+                   log_offset=None, inplace=False):
     """log p(x | z, t) of eq. 1 for decoder output ``out = g(f_s(z), f_k(t))``.
 
     ``"gaussian"``: mean ``out`` and isotropic covariance ``exp(log_psi) I`` (the paper's
@@ -47,7 +47,9 @@ def log_likelihood(x, out, likelihood, log_psi=None, *, mask=None, log_theta=Non
     runs over features.
     """
     if likelihood == "gaussian":
-        sq = (x - out) ** 2
+        # inplace (inference only): the residual overwrites ``out``, saving two passes
+        # and two allocations the size of ``out``.
+        sq = out.sub_(x).square_() if inplace else (x - out) ** 2
         if mask is None:
             n_obs = out.shape[-1]
         else:
