@@ -1,6 +1,6 @@
 """The training loop: balanced minibatches (Algorithm 1), alpha annealing, stopping rules.
 
-About 150 lines of plain torch, deliberately without a framework (see ``docs/design.md``):
+Plain torch, deliberately without a framework (see ``docs/design.md``):
 the estimator prepares tensors and an optimiser, this module runs epochs and returns what
 happened as a :class:`TrainResult`.
 """
