@@ -102,6 +102,22 @@ def cpvae_codes(params, block="shared", missing="mask"):
 
 
 # ------------------------------------------------------------------ metrics
+def shared_code_methods(params, study_word, invariance):
+    """The baselines and CPVAE variants compared on shared codes, by display name."""
+    methods = {
+        "PCA": pca_codes,
+        f"centred PCA (per {study_word})": centred_pca_codes,
+        "FactorAnalysis": fa_codes,
+        "VAE (no private space)": cpvae_codes(params, "vae"),
+        "CPVAE shared": cpvae_codes(params),
+        "CPVAE shared, objective=elbo": cpvae_codes({**params, "objective": "elbo"}),
+    }
+    for lam in invariance:
+        methods[f"CPVAE shared, invariance={lam:g}"] = cpvae_codes(
+            {**params, "shared_invariance": lam})
+    return methods
+
+
 def biology_metrics(codes, bio, study=None, groups=None, seed=0):
     n_bio = len(np.unique(bio))
     km = KMeans(n_bio, n_init=10, random_state=seed).fit_predict(codes)
@@ -212,17 +228,7 @@ def run_quartet(args):
         x = d[f"{omic}_X"].astype(np.float64)
         bio, study = d[f"{omic}_donor"], d[f"{omic}_batch"]
         x, _ = standardise(x, x)
-        methods = {
-            "PCA": pca_codes,
-            "centred PCA (per batch)": centred_pca_codes,
-            "FactorAnalysis": fa_codes,
-            "VAE (no private space)": cpvae_codes(params, "vae"),
-            "CPVAE shared": cpvae_codes(params),
-            "CPVAE shared, objective=elbo": cpvae_codes({**params, "objective": "elbo"}),
-        }
-        for lam in args.invariance:
-            methods[f"CPVAE shared, invariance={lam:g}"] = cpvae_codes(
-                {**params, "shared_invariance": lam})
+        methods = shared_code_methods(params, "batch", args.invariance)
         per, panels, extra = {}, {}, {}
         for name, fn in methods.items():
             folds = []
@@ -374,17 +380,7 @@ def run_heart(args):
     epochs = 60 if args.quick else 200
     params = dict(n_private=2, hidden_layer_sizes=(64,), batch_size=32, max_iter=epochs,
                   n_iter_no_change=epochs, n_importance_samples=16)
-    methods = {
-        "PCA": pca_codes,
-        "centred PCA (per site)": centred_pca_codes,
-        "FactorAnalysis": fa_codes,
-        "VAE (no private space)": cpvae_codes(params, "vae"),
-        "CPVAE shared": cpvae_codes(params),
-        "CPVAE shared, objective=elbo": cpvae_codes({**params, "objective": "elbo"}),
-    }
-    for lam in args.invariance:
-        methods[f"CPVAE shared, invariance={lam:g}"] = cpvae_codes(
-            {**params, "shared_invariance": lam})
+    methods = shared_code_methods(params, "site", args.invariance)
     strata = np.char.add(site.astype(str), disease.astype(str))
     per = {m: [] for m in methods}
     panels, extra = {}, {}
