@@ -43,6 +43,10 @@ def parse_args(description, extra=None):
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--tag", default=None, help="suffix of the results file")
+    parser.add_argument("--anneal-final", type=float, default=ANNEAL_FINAL,
+                        help="final alpha of the annealed variant")
+    parser.add_argument("--anneal-fraction", type=float, default=ANNEAL_FRACTION,
+                        help="share of the epochs over which alpha rises from 1")
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
@@ -50,15 +54,15 @@ def parse_args(description, extra=None):
     return args
 
 
-def variant_params(variant, max_iter):
+def variant_params(variant, max_iter, final=ANNEAL_FINAL, fraction=ANNEAL_FRACTION):
     """CPVAE keyword arguments of the paper's three variants (Tables 1-2)."""
     if variant == "no_mi":
         return dict(objective="elbo")
     if variant == "alpha1":
         return dict(objective="mi", mi_weight=1.0)
     if variant == "anneal":
-        return dict(objective="mi", mi_weight=ANNEAL_FINAL,
-                    mi_anneal_epochs=max(1, int(round(ANNEAL_FRACTION * max_iter))))
+        return dict(objective="mi", mi_weight=final,
+                    mi_anneal_epochs=max(1, int(round(fraction * max_iter))))
     raise ValueError(variant)
 
 

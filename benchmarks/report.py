@@ -30,6 +30,8 @@ def table1(res):
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ("pixels", "pca", "vae", "no_mi", "alpha1", "anneal"):
+        if name not in s:  # a file of a run with --models
+            continue
         e = s[name]
         priv = e.get("private")
         au = (f"{e['au_shared']['mean']:.1f} / "
@@ -79,7 +81,7 @@ def table2(res):
 def sweep(res):
     lines = ["| final α | ramp epochs | val. accuracy (std / agg) | shared ARI | private ARI | "
              "AU shared / private | grass R² shared-only |", "|---|---|---|---|---|---|---|"]
-    for r in res["rows"]:
+    for r in sorted(res["rows"], key=lambda r: (r["alpha_final"], r["ramp_epochs"])):
         lines.append(
             f"| {r['alpha_final']:g} | {r['ramp_epochs'] if r['alpha_final'] != 1 else 0} | "
             f"{100 * r['val_accuracy_standard']:.1f} / {100 * r['val_accuracy_aggregate']:.1f} | "
@@ -96,10 +98,8 @@ def main():
         for path in sorted(C.RESULTS.glob(f"{name}{args.suffix}*.json")):
             res = json.loads(path.read_text())
             print(f"\n### {path.name}  (wall {res['wall_seconds']:.0f} s)\n")
-            if name == "table1":
-                import table1_subgroups as T1
-
-                print("orderings:", T1.check_orderings(res["summary"]), "\n")
+            if res.get("orderings") is not None:
+                print("orderings:", res["orderings"], "\n")
             print(fn(res))
 
 

@@ -1,0 +1,67 @@
+"""Join Table 1 results files written by separate runs (seeds, or subsets of models).
+
+A full-size seed takes about half an hour per model set on two CPU cores, so the full
+table is run in pieces (``table1_subgroups.py --seeds 1 --models vae no_mi alpha1``) and
+joined here. Files are read in the order given; a later file's entry for the same seed and
+model replaces an earlier one, which is how a re-chosen annealing schedule replaces the
+annealed row of an earlier run. Every (seed, model) records the file it came from.
+
+    PYTHONPATH=. python benchmarks/table1_merge.py benchmarks/results/table1_full_seed0.json \\
+        benchmarks/results/table1_full_seed1.json ... --tag merged
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import table1_subgroups as T1  # noqa: E402
+
+MODELS = ("vae", *T1.VARIANTS)
+BASELINES = ("pixels", "pca")
+
+
+def merge(results, names):
+    """One results dict from several; ``names`` labels each source in the provenance."""
+    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
+    if len(configs) != 1:
+        raise ValueError(f"the files were run with different configurations: {configs}")
+    by_seed = {}
+    for res, name in zip(results, names, strict=True):
+        schedule = res.get("anneal_schedule", [C.ANNEAL_FINAL, C.ANNEAL_FRACTION])
+        for run in res["runs"]:
+            rec = by_seed.setdefault(run["seed"], {"seed": run["seed"], "fit_seconds": {},
+                                                   "source": {}})
+            for model in (*MODELS, *BASELINES):
+                if model in run:
+                    rec[model] = run[model]
+                    rec["source"][model] = {"file": name, "device": res.get("device"),
+                                            "anneal_schedule": schedule}
+                    if model in run["fit_seconds"]:
+                        rec["fit_seconds"][model] = run["fit_seconds"][model]
+    runs = [by_seed[s] for s in sorted(by_seed)]
+    missing = [(r["seed"], m) for r in runs for m in (*MODELS, *BASELINES) if m not in r]
+    if missing:
+        raise ValueError(f"no result for (seed, model): {missing}")
+    summary = T1.summarise(runs)
+    return {"config": results[0]["config"], "seeds": sorted(by_seed), "runs": runs,
+            "summary": summary, "orderings": T1.check_orderings(summary), "mode": "merged",
+            "sources": {n: {"wall_seconds": r["wall_seconds"], "hardware": r["hardware"],
+                            "device": r.get("device")} for r, n in zip(results, names)},
+            "wall_seconds": sum(r["wall_seconds"] for r in results)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--tag", default="merged")
+    args = p.parse_args()
+    merged = merge([json.loads(f.read_text()) for f in args.files], [f.name for f in args.files])
+    print("orderings:", merged["orderings"])
+    C.write_result("table1_full", merged, args.tag)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""``benchmarks/table1_merge.py``: full-size seeds run in pieces are joined correctly."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+table1_merge = pytest.importorskip("table1_merge")
+
+
+def _scores(ari):
+    return {m: ari for m in ("ari", "nmi", "silhouette")}
+
+
+def _model(shared, private=None):
+    out = {"shared": _scores(shared), "au_shared": 100, "grass_r2_shared_only": 0.5,
+           "digit_r2_private_only": None, "digit_r2_full": 0.1}
+    if private is not None:
+        out.update(private=_scores(private), au_private=25.0, digit_r2_private_only=0.1)
+    return out
+
+
+def _result(seed, models, schedule=(3.0, 0.5), offset=0.0):
+    run = {"seed": seed, "fit_seconds": {m: 1.0 for m in models},
+           "pixels": _model(0.0), "pca": _model(0.0)}
+    for m in models:
+        run[m] = _model(0.3, None) if m == "vae" else _model(0.01, 0.2 + offset)
+    return {"config": {"max_iter": 100}, "runs": [run], "anneal_schedule": list(schedule),
+            "wall_seconds": 10.0, "hardware": {}, "device": "cpu"}
+
+
+def test_later_file_replaces_the_same_seed_and_model():
+    old = _result(0, ["vae", "no_mi", "alpha1", "anneal"])
+    new = _result(0, ["anneal"], schedule=(1.5, 0.5), offset=0.1)
+    merged = table1_merge.merge([old, new], ["old.json", "new.json"])
+    (run,) = merged["runs"]
+    assert run["anneal"]["private"]["ari"] == pytest.approx(0.3)
+    assert run["alpha1"]["private"]["ari"] == pytest.approx(0.2)
+    assert run["source"]["anneal"] == {"file": "new.json", "device": "cpu",
+                                       "anneal_schedule": [1.5, 0.5]}
+    assert run["source"]["vae"]["file"] == "old.json"
+
+
+def test_seeds_from_several_files_are_summarised_together():
+    files = [_result(s, ["vae", "no_mi", "alpha1", "anneal"], offset=0.01 * s) for s in range(3)]
+    merged = table1_merge.merge(files, ["a", "b", "c"])
+    assert merged["seeds"] == [0, 1, 2]
+    assert merged["summary"]["alpha1"]["private"]["ari"]["values"] == pytest.approx(
+        [0.2, 0.21, 0.22])
+
+
+def test_a_missing_model_or_a_config_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="no result"):
+        table1_merge.merge([_result(0, ["vae", "no_mi"])], ["a"])
+    other = _result(1, ["vae", "no_mi", "alpha1", "anneal"])
+    other["config"] = {"max_iter": 15}
+    with pytest.raises(ValueError, match="different configurations"):
+        table1_merge.merge([_result(0, ["vae", "no_mi", "alpha1", "anneal"]), other], ["a", "b"])
