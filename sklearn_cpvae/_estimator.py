@@ -125,7 +125,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Print one line per epoch with each term of the objective.
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
-        ``max_iter`` epochs instead of starting afresh.
+        ``max_iter`` epochs instead of starting afresh. Parameters that shape the
+        networks (sizes, activation, likelihood, ``missing``, ``library_size``,
+        ``shared_invariance``, ``no_private_populations``) must then be unchanged, or
+        ``fit`` raises a ValueError; the training parameters may change.
     missing : {"error", "mask"}, default="error"
         ``"error"``: NaN in X raises a ValueError. ``"mask"``: NaN entries are left out
         of the reconstruction log-likelihood (the likelihood of the observed part of
@@ -380,6 +383,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"warm_start=True but y has populations {classes.tolist()}, "
                 f"while the model was fitted on {self.classes_.tolist()}."
             )
+        if continuing:
+            self._check_same_networks(X.shape[1], gate)
         if not continuing:
             self.classes_ = classes
             self.n_iter_ = 0
@@ -621,6 +626,19 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _continuing(self):
         return self.warm_start and hasattr(self, "module_")
+
+    def _check_same_networks(self, n_features, gate):
+        """With ``warm_start``, the parameters that shape the networks must not change:
+        training would otherwise go on with the old networks and ignore the new values."""
+        fitted = _network_signature(self.module_)
+        wanted = _network_signature(self._build_module(n_features, gate, 0))
+        changed = sorted(k for k in wanted if wanted[k] != fitted[k])
+        if changed:
+            raise ValueError(
+                f"warm_start=True but the networks' configuration changed since the last "
+                f"fit ({', '.join(changed)}); set warm_start=False to fit afresh, or set "
+                "those parameters back."
+            )
 
     def _hidden_sizes(self):
         hidden = self.hidden_layer_sizes
@@ -1101,3 +1119,17 @@ def _state_to_cpu(state):
         return v
 
     return move(state)
+
+
+def _network_signature(module):
+    """What a set of parameters builds: layer shapes and the fixed settings of each part."""
+    return {
+        "n_shared / n_private / hidden_layer_sizes": [
+            tuple(v.shape) for k, v in module.state_dict().items() if k != "private_gate"],
+        "activation": module.enc_shared.activation,
+        "likelihood": module.likelihood,
+        "missing": module.mask_missing,
+        "library_size": module.library_size,
+        "shared_invariance": module.shared_invariance,
+        "no_private_populations": module.private_gate.tolist(),
+    }

@@ -187,6 +187,28 @@ def test_warm_start_continues(populations_data):
         model.fit(X, np.where(y == "pop0", "a", "b"))
 
 
+@pytest.mark.parametrize("change", [
+    {"n_private": 3}, {"hidden_layer_sizes": (8,)}, {"activation": "tanh"},
+    {"likelihood": "bernoulli"}, {"missing": "mask"}, {"shared_invariance": 1.0},
+    {"no_private_populations": ["pop0"]},
+])
+def test_warm_start_refuses_changed_networks(populations_data, change):
+    X, y, _, _ = populations_data
+    X = np.clip(X, 0, 1) if "likelihood" in change else X
+    model = CPVAE(**{**SMALL, "max_iter": 1}, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        before = [p.detach().clone() for p in model.module_.parameters()]
+        with pytest.raises(ValueError, match=f"configuration changed.*{next(iter(change))}"):
+            model.set_params(**change).fit(X, y)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.module_.parameters()))
+        # What only the training loop reads may change between warm-started fits.
+        model.set_params(**{k: SMALL.get(k, CPVAE().get_params()[k]) for k in change})
+        model.set_params(mi_weight=2.0, learning_rate_init=1e-4).fit(X, y)
+    assert model.n_iter_ == 2
+
+
 def test_convergence_and_anneal_warnings(populations_data):
     X, y, _, _ = populations_data
     with pytest.warns(ConvergenceWarning, match="max_iter"):
