@@ -1,6 +1,6 @@
 """Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/*.json``.
 
-    PYTHONPATH=. python benchmarks/report.py [--suffix _quick]
+    PYTHONPATH=. python benchmarks/report.py [--suffix _quick] [--suffix _full _mnist_1000]
 """
 
 import argparse
@@ -92,10 +92,12 @@ def sweep(res):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--suffix", default="_quick")
+    p.add_argument("--suffix", nargs="+", default=["_quick"],
+                   help="results files named <table><suffix>*.json")
     args = p.parse_args()
     for name, fn in (("anneal_sweep", sweep), ("table1", table1), ("table2", table2)):
-        for path in sorted(C.RESULTS.glob(f"{name}{args.suffix}*.json")):
+        paths = {q for suffix in args.suffix for q in C.RESULTS.glob(f"{name}{suffix}*.json")}
+        for path in sorted(paths):
             res = json.loads(path.read_text())
             print(f"\n### {path.name}  (wall {res['wall_seconds']:.0f} s)\n")
             if res.get("orderings") is not None:
