@@ -296,6 +296,21 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
 
     Returns a tensor ``(n, K)``.
     """
+    recon, log_pz_qz, log_pt_qt = importance_terms(
+        module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar)
+    log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
+    return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
+
+
+def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
+    """The three parts of eq. 8's log-weights, per population and sample.
+
+    ``recon`` (K, S, n): log p(x | z_s, t_ks, k); ``log_pz_qz`` (S, n): log p(z_s) -
+    log q(z_s | x), the same for every k; ``log_pt_qt`` (K, S, n): log p(t_ks) -
+    log q_k(t_ks | x), whose mean over samples is minus the rate KL(q_k(t|x) || p(t)).
+    Their mean over samples is each population's ELBO, split into what its decoder
+    explains and what its private code costs.
+    """
     mu_z, lv_z = module.encode_shared(x)  # (n, dz)
     z = mu_z + torch.exp(0.5 * lv_z) * eps_z[:, None, :]  # (S, n, dz)
     log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
@@ -320,5 +335,4 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
         # (K, S, n, D) is by far the largest tensor of inference: reuse f_k's memory.
         out = f_k.add_(f_s)
     recon = module.recon_log_likelihood(x, out, inplace=not torch.is_grad_enabled())
-    log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
-    return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
+    return recon, log_pz_qz, log_pt_qt
