@@ -41,6 +41,10 @@ def merge(results, names):
                                             "anneal_schedule": schedule}
                     if model in run["fit_seconds"]:
                         rec["fit_seconds"][model] = run["fit_seconds"][model]
+                    if model in run.get("diverged", {}):
+                        rec.setdefault("diverged", {})[model] = run["diverged"][model]
+                    elif model in rec.get("diverged", {}):
+                        del rec["diverged"][model]
     runs = [by_seed[s] for s in sorted(by_seed)]
     missing = [(r["seed"], m) for r in runs for m in (*MODELS, *BASELINES) if m not in r]
     if missing:

@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-from sklearn_cpvae import CPVAE, VAE  # noqa: E402
+from sklearn_cpvae import CPVAE, VAE, TrainingDivergedError  # noqa: E402
 
 QUICK = dict(n_train=1500, n_test=600, hidden=(128,), max_iter=15, batch_size=64, lr=1e-3,
              standardise=True)
@@ -127,10 +127,15 @@ def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS),
         for name, model in models.items():
             with C.Timer() as t, warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                if name == "vae":
-                    model.fit(train[0])
-                else:
-                    model.fit(train[0], train[1])
+                try:
+                    model.fit(train[0]) if name == "vae" else model.fit(train[0], train[1])
+                except TrainingDivergedError as exc:
+                    # The weights of the last good epoch are restored and the model is
+                    # fitted: score it, and keep the record of what happened.
+                    rec.setdefault("diverged", {})[name] = {
+                        "message": str(exc), "term": exc.term, "epoch": exc.epoch,
+                        "history_tail": model.history_[-3:]}
+                    log(f"seed {seed} {name}: {exc}")
             rec["fit_seconds"][name] = t.seconds
             rec[name] = evaluate(name, model, test)
             log(f"seed {seed} {name:7s} fit {t.seconds:6.1f}s  " + _line(rec[name]))

@@ -118,8 +118,10 @@ def _stack(terms: LossTerms):
 
 
 def _check_diverged(record, epoch, scale):
-    """Raise :class:`TrainingDivergedError` if a term is non-finite or beyond the bound."""
-    for name in TERMS:
+    """Raise :class:`TrainingDivergedError` if a term is non-finite or beyond the bound.
+
+    The parts are checked before their sum, so that the error names the culprit."""
+    for name in (*TERMS[1:], TERMS[0]):
         value = record[name]
         if not math.isfinite(value):
             what = f"became {value}"

@@ -87,7 +87,7 @@ def test_nan_restores_the_last_good_epoch_exactly(monkeypatch):
     _inject(monkeypatch, 2 * STEPS,
             lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
     est = CPVAE(max_iter=10, **TINY)
-    with pytest.raises(TrainingDivergedError, match="'loss' term .* became nan at epoch 3"):
+    with pytest.raises(TrainingDivergedError, match="term .* became nan at epoch 3"):
         _quiet_fit(est, X, y)
     assert est.n_iter_ == 2 and len(est.history_) == 2
     _assert_same_weights(_weights(est), _weights(clean))
@@ -136,6 +136,10 @@ def test_explosion_rule():
     assert (info.value.term, info.value.epoch) == ("mi", 5)
     with pytest.raises(TrainingDivergedError, match="'recon' term .* became -inf"):
         _training._check_diverged({**ok, "recon": -math.inf}, 0, None)
+    # A part and the sum both beyond the bound: the error names the part.
+    big = 2 * _training.EXPLODE_FACTOR * 2
+    with pytest.raises(TrainingDivergedError, match="'kl_private' term .* exploded"):
+        _training._check_diverged({**ok, "kl_private": big, "loss": big}, 0, 2.0)
 
 
 def test_unstandardised_data_trains():
