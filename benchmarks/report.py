@@ -37,8 +37,11 @@ def table1(res):
         au = (f"{e['au_shared']['mean']:.1f} / "
               + (f"{e['au_private']['mean']:.1f}" if "au_private" in e else "—")
               if "au_shared" in e else "—")
+        label = NAMES[name]
+        if e.get("n_seeds", len(res["seeds"])) < len(res["seeds"]):
+            label += f" ({e['n_seeds']} of {len(res['seeds'])} seeds)"
         lines.append(
-            f"| {NAMES[name]} | {ms(e['shared']['ari'])} | "
+            f"| {label} | {ms(e['shared']['ari'])} | "
             f"{ms(priv['ari']) if priv else '—'} | {' / '.join(PAPER_T1[name])} | "
             f"{ms(e['shared']['nmi'], '.3f')} | {ms(priv['nmi'], '.3f') if priv else '—'} | "
             f"{ms(e['shared']['silhouette'], '.3f')} | "

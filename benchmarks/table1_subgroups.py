@@ -160,21 +160,25 @@ def _line(r):
 
 
 def summarise(runs):
+    """Mean ± sd over seeds; a model that diverged in a seed is left out of its mean
+    (``n_seeds`` says over how many seeds each entry is)."""
     out = {}
     for name in ("pixels", "pca", "vae", *VARIANTS):
-        if name not in runs[0]:
+        ok = [r for r in runs if name in r and name not in r.get("diverged", {})]
+        if not ok:
             continue
-        entry = {}
+        first = ok[0][name]
+        entry = {"n_seeds": len(ok)}
         for space in ("shared", "private"):
-            if space in runs[0][name]:
-                entry[space] = {m: C.mean_sd([r[name][space][m] for r in runs])
+            if space in first:
+                entry[space] = {m: C.mean_sd([r[name][space][m] for r in ok])
                                 for m in ("ari", "nmi", "silhouette")}
         for key in ("au_shared", "au_private", "grass_r2_shared_only",
                     "digit_r2_private_only", "digit_r2_full"):
-            if runs[0][name].get(key) is not None:
-                entry[key] = C.mean_sd([r[name][key] for r in runs])
-        if name in runs[0]["fit_seconds"]:
-            entry["fit_seconds"] = C.mean_sd([r["fit_seconds"][name] for r in runs])
+            if first.get(key) is not None:
+                entry[key] = C.mean_sd([r[name][key] for r in ok])
+        if name in ok[0]["fit_seconds"]:
+            entry["fit_seconds"] = C.mean_sd([r["fit_seconds"][name] for r in ok])
         out[name] = entry
     return out
 

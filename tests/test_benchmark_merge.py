@@ -57,3 +57,14 @@ def test_a_missing_model_or_a_config_mismatch_is_an_error():
     other["config"] = {"max_iter": 15}
     with pytest.raises(ValueError, match="different configurations"):
         table1_merge.merge([_result(0, ["vae", "no_mi", "alpha1", "anneal"]), other], ["a", "b"])
+
+
+def test_a_diverged_model_is_kept_but_left_out_of_the_mean():
+    runs = [_result(s, ["vae", "no_mi", "alpha1", "anneal"], offset=0.1 * s) for s in range(3)]
+    runs[2]["runs"][0]["diverged"] = {"alpha1": {"term": "recon", "epoch": 98}}
+    merged = table1_merge.merge(runs, ["a", "b", "c"])
+    alpha1 = merged["summary"]["alpha1"]
+    assert alpha1["n_seeds"] == 2
+    assert alpha1["private"]["ari"]["values"] == pytest.approx([0.2, 0.3])
+    assert merged["summary"]["no_mi"]["n_seeds"] == 3
+    assert merged["runs"][2]["diverged"]["alpha1"]["epoch"] == 98
