@@ -1,6 +1,6 @@
 """Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/*.json``.
 
-    PYTHONPATH=. python benchmarks/report.py [--suffix _quick] [--suffix _full _mnist_1000]
+    PYTHONPATH=. python benchmarks/report.py [--suffix _full_merged _mnist_1000 ...]
 """
 
 import argparse

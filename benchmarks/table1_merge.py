@@ -30,7 +30,9 @@ def merge(results, names):
         raise ValueError(f"the files were run with different configurations: {configs}")
     by_seed = {}
     for res, name in zip(results, names, strict=True):
-        schedule = res.get("anneal_schedule", [C.ANNEAL_FINAL, C.ANNEAL_FRACTION])
+        # Files from before the option was recorded hold None: their schedule was then
+        # the module's default of the day, not necessarily today's.
+        schedule = res.get("anneal_schedule")
         for run in res["runs"]:
             rec = by_seed.setdefault(run["seed"], {"seed": run["seed"], "fit_seconds": {},
                                                    "source": {}})
