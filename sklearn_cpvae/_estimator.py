@@ -384,7 +384,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"while the model was fitted on {self.classes_.tolist()}."
             )
         if continuing:
-            self._check_same_networks(X.shape[1], gate)
+            self._check_same_networks(gate)
         if not continuing:
             self.classes_ = classes
             self.n_iter_ = 0
@@ -627,11 +627,19 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _continuing(self):
         return self.warm_start and hasattr(self, "module_")
 
-    def _check_same_networks(self, n_features, gate):
+    def _check_same_networks(self, gate):
         """With ``warm_start``, the parameters that shape the networks must not change:
         training would otherwise go on with the old networks and ignore the new values."""
         fitted = _network_signature(self.module_)
-        wanted = _network_signature(self._build_module(n_features, gate, 0))
+        # From the parameters, without building (and allocating) a second set of networks.
+        wanted = {
+            "n_shared": self.n_shared, "n_private": self.n_private,
+            "hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation,
+            "likelihood": self.likelihood, "missing": self.missing == "mask",
+            "library_size": bool(self.library_size) and self.likelihood in COUNT_LIKELIHOODS,
+            "shared_invariance": float(self.shared_invariance),
+            "no_private_populations": [float(g) for g in gate],
+        }
         changed = sorted(k for k in wanted if wanted[k] != fitted[k])
         if changed:
             raise ValueError(
@@ -1122,10 +1130,10 @@ def _state_to_cpu(state):
 
 
 def _network_signature(module):
-    """What a set of parameters builds: layer shapes and the fixed settings of each part."""
+    """The parameters a fitted :class:`CPVAEModule` was built with, read off the module."""
     return {
-        "n_shared / n_private / hidden_layer_sizes": [
-            tuple(v.shape) for k, v in module.state_dict().items() if k != "private_gate"],
+        "n_shared": module.n_shared, "n_private": module.n_private,
+        "hidden_layer_sizes": [w.shape[-1] for w in module.enc_shared.weights[:-1]],
         "activation": module.enc_shared.activation,
         "likelihood": module.likelihood,
         "missing": module.mask_missing,
