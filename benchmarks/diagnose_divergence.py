@@ -1,0 +1,69 @@
+"""Table 1's full-size alpha = 1 fit, with every epoch's terms and the codes' scale at the end.
+
+Seed 2 of this fit diverges at epoch 98 with one torch thread (docs/reproduction.md). This
+script refits it verbosely and prints, at the weights the estimator keeps, the noise
+variance Psi and the size of the codes on the first 20,000 training rows: eq. 4 puts no KL
+on a population's own private code, so nothing bounds its mean or keeps its variance off
+the floor.
+
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/diagnose_divergence.py --seeds 2 --threads 1
+"""
+
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
+import table1_subgroups as T1  # noqa: E402
+
+from sklearn_cpvae import TrainingDivergedError  # noqa: E402
+
+
+def code_scale(model, X, pops):
+    """Norms of the posterior means and the smallest log-variances of the codes."""
+    module = model.module_
+    with torch.inference_mode():
+        mu_t, lv_t = module.encode_private_all(torch.from_numpy(X))
+        mu_z, _ = module.encode_shared(torch.from_numpy(X))
+    p = torch.as_tensor(pops)
+    own = mu_t[p, torch.arange(len(p))].norm(dim=1)
+    out = {"log_psi": float(module.log_psi.detach()),
+           "own_private_norm": {"median": float(own.median()),
+                                "p99": float(own.quantile(0.99)), "max": float(own.max())},
+           "private_logvar": {"min": float(lv_t.min()), "median": float(lv_t.median())},
+           "shared_norm": {"median": float(mu_z.norm(dim=1).median())}}
+    for k in range(mu_t.shape[0]):
+        other = mu_t[k][p != k].norm(dim=1)
+        out[f"encoder_{k}_on_others_norm"] = {"median": float(other.median()),
+                                              "max": float(other.max())}
+    return out
+
+
+def main():
+    args = C.parse_args(__doc__.splitlines()[0])
+    train, _, _ = T1.prepare(T1.FULL)
+    rows = []
+    for seed in args.seeds:
+        model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
+        model.set_params(verbose=1)
+        rec = {"seed": seed, "diverged": None}
+        with C.Timer() as t, warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            try:
+                model.fit(train[0], train[1])
+            except TrainingDivergedError as exc:
+                rec["diverged"] = {"term": exc.term, "epoch": exc.epoch, "message": str(exc)}
+        rec.update(fit_seconds=t.seconds, history=model.history_,
+                   **code_scale(model, train[0][:20000], train[1][:20000]))
+        print({k: v for k, v in rec.items() if k != "history"}, flush=True)
+        rows.append(rec)
+    C.write_result("diagnose_divergence", {"config": T1.FULL, "rows": rows,
+                                           "hardware": C.hardware()}, args.tag)
+
+
+if __name__ == "__main__":
+    main()
