@@ -8,6 +8,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from sklearn_cpvae._module import CPVAEModule, batch_terms
+from sklearn_cpvae._training import balanced_batches
+
 
 def gemm_rate(rows=800, inner=784, cols=2048, repeats=7, device="cpu"):
     """Median GFLOP/s of a float32 (rows, inner) @ (inner, cols) product, measured now.
@@ -99,3 +102,39 @@ def machine_info(device="cpu"):
     if str(device).startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def bare_training_step(x, y, k, m, n_batches, hidden, mi_samples, precision="float32",
+                       n_shared=100, n_private=25):
+    """The estimator's training step in a plain closure: same module, balanced batches
+    (M = ``m`` rows per population), exact or sub-sampled MI term and fused Adam, no sklearn.
+
+    ``x`` (n, d) lives on the device; ``y`` (n,) are CPU population indices. Each call
+    runs the next of ``n_batches`` pre-drawn minibatches, cycling.
+    """
+    dev = x.device
+    gen = torch.Generator(device=dev).manual_seed(0)
+    module = CPVAEModule(x.shape[1], k, n_shared, n_private, [hidden], "relu", "gaussian",
+                         torch.Generator().manual_seed(0)).to(dev)
+    opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
+    members = [torch.nonzero(y == j).flatten() for j in range(k)]
+    idx = balanced_batches(members, m, n_batches, torch.Generator().manual_seed(0)).to(dev)
+    pops = torch.arange(k, device=dev).repeat_interleave(m)
+    counts = torch.full((k,), float(m), device=dev)
+    sizes = torch.bincount(y, minlength=k).float().to(dev)
+    auto = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
+            else torch.autocast(dev.type, enabled=False))
+    state = {"i": 0}
+
+    def step():
+        rows = idx[state["i"] % n_batches].reshape(-1)
+        state["i"] += 1
+        with auto:
+            terms = batch_terms(module, x.index_select(0, rows), pops, counts, sizes,
+                                objective="mi", mi_weight=1.0, generator=gen, balanced=True,
+                                mi_samples=mi_samples)
+        opt.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        opt.step()
+
+    return step

@@ -25,11 +25,15 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _timing import count_flops, gemm_rate, machine_info, median_time  # noqa: E402
+from _timing import (  # noqa: E402
+    bare_training_step,
+    count_flops,
+    gemm_rate,
+    machine_info,
+    median_time,
+)
 
 from sklearn_cpvae import CPVAE  # noqa: E402
-from sklearn_cpvae._module import CPVAEModule, batch_terms  # noqa: E402
-from sklearn_cpvae._training import balanced_batches  # noqa: E402
 
 BATCH = 800
 warnings.filterwarnings("ignore")
@@ -37,33 +41,11 @@ warnings.filterwarnings("ignore")
 
 def step_time(n, k, d, mi_samples, device, repeats, hidden=512):
     """Median seconds of one training step on an (n, d) matrix with k populations."""
-    dev = torch.device(device)
     rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.random((n, d), dtype=np.float32)).to(dev)
-    y = torch.arange(n) % k
+    x = torch.from_numpy(rng.random((n, d), dtype=np.float32)).to(torch.device(device))
     m = max(1, BATCH // k)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    module = CPVAEModule(d, k, 100, 25, [hidden], "relu", "gaussian",
-                         torch.Generator().manual_seed(0)).to(dev)
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
-    members = [torch.nonzero(y == j).flatten() for j in range(k)]
     n_idx = repeats + 3
-    idx = balanced_batches(members, m, n_idx, torch.Generator().manual_seed(0)).to(dev)
-    pops = torch.arange(k, device=dev).repeat_interleave(m)
-    counts = torch.full((k,), float(m), device=dev)
-    sizes = torch.bincount(y, minlength=k).float().to(dev)
-    state = {"i": 0}
-
-    def step():
-        rows = idx[state["i"] % n_idx].reshape(-1)
-        state["i"] += 1
-        terms = batch_terms(module, x.index_select(0, rows), pops, counts, sizes,
-                            objective="mi", mi_weight=1.0, generator=gen, balanced=True,
-                            mi_samples=mi_samples)
-        opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        opt.step()
-
+    step = bare_training_step(x, torch.arange(n) % k, k, m, n_idx, hidden, mi_samples)
     flops = count_flops(step)
     gemm = gemm_rate(device=device)
     t, times = median_time(step, repeats=repeats, warmup=0, device=device)  # counted = warm-up

@@ -36,6 +36,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _timing import (  # noqa: E402
+    bare_training_step,
     count_flops,
     gemm_rate,
     machine_info,
@@ -46,8 +47,7 @@ from _timing import (  # noqa: E402
 )
 
 from sklearn_cpvae import CPVAE  # noqa: E402
-from sklearn_cpvae._module import CPVAEModule, batch_terms  # noqa: E402
-from sklearn_cpvae._training import balanced_batches  # noqa: E402
+from sklearn_cpvae._module import CPVAEModule  # noqa: E402
 
 D, HIDDEN, N_SHARED, N_PRIVATE, BATCH = 784, 512, 100, 25, 800
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -88,34 +88,11 @@ def estimator_train(k, n_steps, repeats, device, mi_samples, precision):
 
 def bare_loop(k, n_steps, device, mi_samples, precision, flops_only=False):
     """The estimator's step in a plain loop: same module, batches, optimiser, no sklearn."""
-    dev = torch.device(device)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    module = CPVAEModule(D, k, N_SHARED, N_PRIVATE, [HIDDEN], "relu", "gaussian",
-                         torch.Generator().manual_seed(0)).to(dev)
-    opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
     x_np, y_np = make_data(BATCH * n_steps, k)
-    x = torch.from_numpy(x_np).to(dev)
+    x = torch.from_numpy(x_np).to(torch.device(device))
     m = BATCH // k
-    members = [torch.nonzero(torch.from_numpy(y_np) == j).flatten() for j in range(k)]
-    idx = balanced_batches(members, m, n_steps, torch.Generator().manual_seed(0)).to(dev)
-    pops = torch.arange(k, device=dev).repeat_interleave(m)
-    counts = torch.full((k,), float(m), device=dev)
-    sizes = torch.bincount(torch.from_numpy(y_np), minlength=k).float().to(dev)
-    auto = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
-            else torch.autocast(dev.type, enabled=False))
-    state = {"step": 0}
-
-    def step():
-        rows = idx[state["step"] % n_steps].reshape(-1)
-        state["step"] += 1
-        with auto:
-            terms = batch_terms(module, x.index_select(0, rows), pops, counts, sizes,
-                                objective="mi", mi_weight=1.0, generator=gen, balanced=True,
-                                mi_samples=mi_samples)
-        opt.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        opt.step()
-
+    step = bare_training_step(x, torch.from_numpy(y_np), k, m, n_steps, HIDDEN, mi_samples,
+                              precision, N_SHARED, N_PRIVATE)
     flops = count_flops(step) / (k * m)
     if flops_only:
         return flops
