@@ -9,14 +9,16 @@ explosion rule switched off (non-finite terms still stop training) and records:
 * whether and at which epoch a term became non-finite; the final loss.
 
 Usage: ``PYTHONPATH=. python benchmarks/divergence.py [--quick]``; writes a JSON table
-to ``benchmarks/results/divergence.json`` and prints it. Real data are read from
-``/work/shared/data`` when present (wine quality, sklearn digits), else skipped.
+to ``benchmarks/results/divergence.json`` and prints it. Real data (wine quality, sklearn
+digits) are read from the shared data folder (``../shared/data`` or
+``$SKLEARN_CPVAE_DATA``, as in every benchmark) when present, else skipped.
 """
 
 import argparse
 import json
 import math
 import os
+import sys
 import time
 import warnings
 
@@ -24,9 +26,18 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
-from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import DATA_DIR  # noqa: E402
 
-DATA = os.environ.get("CPVAE_DATA", "/work/shared/data")
+from sklearn_cpvae import CPVAE, TrainingDivergedError, _training  # noqa: E402
+from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
+
+
+def _shared(name):
+    try:
+        return load_shared_npz(name, DATA_DIR)
+    except FileNotFoundError:
+        return None
 
 
 def datasets():
@@ -36,23 +47,11 @@ def datasets():
     X = rng.normal(size=(n, d))
     X[y == 1, :3] += 2.0
     yield "synthetic", X, y, "gaussian"
-    path = os.path.join(DATA, "wine_quality")
-    files = [f for f in os.listdir(path) if f.endswith(".npz")] if os.path.isdir(path) else []
-    if files:
-        z = np.load(os.path.join(path, files[0]))
-        keys = list(z.keys())
-        Xw = z["X"] if "X" in keys else z[keys[0]]
-        pop = next((z[k] for k in keys if "color" in k or "type" in k or "population" in k), None)
-        if pop is not None:
-            idx = np.random.default_rng(0).permutation(len(Xw))[:2000]
-            yield "wine", StandardScaler().fit_transform(Xw[idx]), pop[idx], "gaussian"
-    path = os.path.join(DATA, "sklearn_digits")
-    files = [f for f in os.listdir(path) if f.endswith(".npz")] if os.path.isdir(path) else []
-    if files:
-        z = np.load(os.path.join(path, files[0]))
-        keys = list(z.keys())
-        Xd = z["X"] if "X" in keys else z[keys[0]]
-        yd = z["y"] if "y" in keys else z[keys[1]]
+    if (wine := _shared("wine_quality")) is not None:
+        idx = np.random.default_rng(0).permutation(len(wine.X))[:2000]
+        yield "wine", StandardScaler().fit_transform(wine.X[idx]), wine.color[idx], "gaussian"
+    if (digits := _shared("sklearn_digits")) is not None:
+        Xd, yd = digits.X, digits.y
         Xd = Xd.reshape(len(Xd), -1).astype(np.float64) / 16.0
         yield "digits", Xd, (yd >= 5).astype(int), "bernoulli"
 
