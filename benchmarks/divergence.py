@@ -1,11 +1,12 @@
 """Divergence and gradient clipping: the measurements behind EXPLODE_FACTOR and max_grad_norm.
 
 For each dataset, learning rate and clipping threshold, fits a small CPVAE with the
-explosion rule switched off (non-finite terms still stop training) and records:
+explosion and jump rules switched off (non-finite terms still stop training) and records:
 
 * the per-step global gradient norm (before clipping): median, 99th percentile, max;
 * the largest ratio ``max|term| / scale`` over the epochs, where ``scale`` is the
-  reference of the explosion rule (largest |term| at the first step, at least 1);
+  reference of the explosion rule (largest |term| at the first step, at least 1), and
+  the largest epoch-to-epoch move ``max|term - previous term| / scale`` (the jump rule);
 * whether and at which epoch a term became non-finite; the final loss.
 
 Usage: ``PYTHONPATH=. python benchmarks/divergence.py [--quick]``; writes a JSON table
@@ -57,7 +58,7 @@ def datasets():
 
 
 def run(name, X, y, likelihood, lr, clip, epochs):
-    norms, ratios = [], []
+    norms, ratios, jumps = [], [], []
     real_clip = torch.nn.utils.clip_grad_norm_
 
     def spy_clip(params, max_norm, *a, **k):
@@ -65,9 +66,11 @@ def run(name, X, y, likelihood, lr, clip, epochs):
         norms.append(float(norm))
         return norm
 
-    def spy_check(record, epoch, scale):
-        ratios.append(max(abs(record[t]) for t in _training.TERMS) / scale
-                      if scale else math.nan)
+    def spy_check(record, epoch, scale, previous=None):
+        terms = _training.TERMS
+        ratios.append(max(abs(record[t]) for t in terms) / scale if scale else math.nan)
+        if previous is not None and scale:
+            jumps.append(max(abs(record[t] - previous[t]) for t in terms) / scale)
         _training_check(record, epoch, None)  # non-finite only
 
     torch.nn.utils.clip_grad_norm_ = spy_clip
@@ -91,12 +94,14 @@ def run(name, X, y, likelihood, lr, clip, epochs):
         torch.nn.utils.clip_grad_norm_ = real_clip
         _training._check_diverged = _training_check
     finite = [r for r in ratios if math.isfinite(r)]
+    finite_jumps = [r for r in jumps if math.isfinite(r)]
     return {
         "data": name, "lr": lr, "max_grad_norm": clip,
         "grad_norm_median": float(np.median(norms)) if norms else None,
         "grad_norm_p99": float(np.percentile(norms, 99)) if norms else None,
         "grad_norm_max": float(np.max(norms)) if norms else None,
         "max_term_ratio": max(finite) if finite else None,
+        "max_jump_ratio": max(finite_jumps) if finite_jumps else None,
         "nonfinite_epoch": nan_epoch,
         "final_loss": est.loss_curve_[-1] if est.loss_curve_ else None,
         "seconds": round(time.perf_counter() - tic, 1),

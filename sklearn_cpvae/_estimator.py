@@ -109,7 +109,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Stop after this many epochs without improvement (counted once annealing ends).
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the rows, stop on its loss,
-        and restore the weights of the best validation epoch.
+        and restore the weights of the epoch with the lowest validation loss (counted
+        once annealing ends).
     validation_fraction : float, default=0.1
         Held-out share of the rows when ``early_stopping``.
     max_grad_norm : float or None, default=None
@@ -219,14 +220,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     Notes
     -----
-    If a term of the objective becomes non-finite or explodes (see
-    ``docs/persistence.md``), ``fit`` restores the weights of the last good epoch,
+    If a term of the objective becomes non-finite, explodes or jumps between epochs (see
+    ``docs/persistence.md#divergence``), ``fit`` restores the weights of the epoch with
+    the lowest loss once annealing is over (before that, of the last good epoch),
     completes every fitted attribute, and raises
-    :class:`~sklearn_cpvae.TrainingDivergedError` naming the term and the epoch: the
-    estimator is then fitted and usable. A ``KeyboardInterrupt`` keeps the weights of
-    the last completed epoch and warns, as :class:`~sklearn.neural_network.MLPClassifier`
-    does. Pickles execute code when loaded; :meth:`save` and :func:`sklearn_cpvae.load`
-    use a format that does not.
+    :class:`~sklearn_cpvae.TrainingDivergedError` naming the term, the epoch and the
+    restored epoch: the estimator is then fitted and usable. A ``KeyboardInterrupt``
+    keeps the weights of the last completed epoch and warns, as
+    :class:`~sklearn.neural_network.MLPClassifier` does. Pickles execute code when
+    loaded; :meth:`save` and :func:`sklearn_cpvae.load` use a format that does not.
 
     See Also
     --------
@@ -438,7 +440,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 val_seed=seed_val,
             )
         except TrainingDivergedError as exc:
-            # The last good weights are restored: finish fitting, then raise (see
+            # Good weights are restored: finish fitting, then raise (see
             # docs/persistence.md#divergence). Adam's moments may hold NaN: drop them.
             diverged, result = exc, exc.result
         finally:

@@ -72,9 +72,11 @@ def test_absurd_learning_rate_raises_and_leaves_a_usable_estimator():
     exc = info.value
     assert isinstance(exc, FloatingPointError)
     assert exc.term in _training.TERMS and exc.epoch >= 1
-    assert not (math.isfinite(exc.value) and abs(exc.value) < _training.EXPLODE_FACTOR)
-    # Fitted at the last good epoch: history holds only good epochs, outputs are finite.
+    # History holds only good epochs; the restored weights are one of them, or the
+    # initial ones when the first epoch diverged.
     assert est.n_iter_ == exc.epoch - 1 == len(est.history_)
+    assert 0 <= exc.restored_epoch <= est.n_iter_
+    assert f"epoch {exc.restored_epoch}" in str(exc) or "initial weights" in str(exc)
     _usable(est, X, y)
     assert est._optimizer_state is None  # Adam's moments may hold NaN: dropped
     assert "standardise X" in str(exc) and "learning_rate_init" in str(exc)
@@ -87,9 +89,11 @@ def test_nan_restores_the_last_good_epoch_exactly(monkeypatch):
     _inject(monkeypatch, 2 * STEPS,
             lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
     est = CPVAE(max_iter=10, **TINY)
-    with pytest.raises(TrainingDivergedError, match="term .* became nan at epoch 3"):
+    with pytest.raises(TrainingDivergedError, match="term .* became nan at epoch 3") as info:
         _quiet_fit(est, X, y)
     assert est.n_iter_ == 2 and len(est.history_) == 2
+    # Two epochs of a tiny fit still improve every epoch: the lowest loss is the last.
+    assert info.value.restored_epoch == 2 and "epoch 2 (lowest loss)" in str(info.value)
     _assert_same_weights(_weights(est), _weights(clean))
     assert_array_equal(est.predict_proba(X), clean.predict_proba(X))
 
@@ -140,6 +144,68 @@ def test_explosion_rule():
     big = 2 * _training.EXPLODE_FACTOR * 2
     with pytest.raises(TrainingDivergedError, match="'kl_private' term .* exploded"):
         _training._check_diverged({**ok, "kl_private": big, "loss": big}, 0, 2.0)
+
+
+def test_jump_rule():
+    ok = dict.fromkeys(_training.TERMS, 1.0)
+    bound = _training.JUMP_FACTOR * 2.0
+    _training._check_diverged({**ok, "recon": 1.0 - 0.99 * bound}, 0, 2.0, previous=ok)
+    with pytest.raises(TrainingDivergedError, match="'recon' term .* jumped from 1 to") as info:
+        _training._check_diverged({**ok, "recon": 1.0 - 1.01 * bound}, 6, 2.0, previous=ok)
+    assert (info.value.term, info.value.epoch) == ("recon", 7)
+    # Without a previous epoch (the first of a fit) only the absolute bound applies.
+    _training._check_diverged({**ok, "recon": 1.01 * bound}, 0, 2.0, previous=None)
+    # A part and the sum both jumped: the error names the part.
+    with pytest.raises(TrainingDivergedError, match="'mi' term .* jumped"):
+        _training._check_diverged({**ok, "mi": 2 * bound, "loss": 2 * bound}, 0, 2.0, ok)
+
+
+def _scale_of_clean_fit(monkeypatch, est, X, y):
+    seen = []
+    real = _training._check_diverged
+
+    def spy(record, epoch, scale, previous=None):
+        seen.append(scale)
+        return real(record, epoch, scale, previous)
+
+    monkeypatch.setattr(_training, "_check_diverged", spy)
+    _quiet_fit(est, X, y)
+    monkeypatch.undo()
+    return seen[0]
+
+
+def test_spike_below_the_explosion_bound_restores_the_lowest_loss_epoch(monkeypatch):
+    """Epochs 6-7 lose a little (no jump), epoch 8 jumps: epoch <= 5 comes back.
+
+    The added constants leave the gradients, hence the weights, those of a clean fit.
+    """
+    X, y = _data()
+    scale = _scale_of_clean_fit(monkeypatch, CPVAE(max_iter=1, **TINY), X, y)
+    real = _training.batch_terms
+    calls = {"n": 0}
+
+    def spiky(*args, **kwargs):
+        terms = real(*args, **kwargs)
+        calls["n"] += 1
+        epoch = (calls["n"] - 1) // STEPS + 1
+        add = {6: 2 * scale, 7: 2 * scale, 8: 2 * scale + 3 * _training.JUMP_FACTOR * scale}
+        c = add.get(epoch, 0.0)
+        return dataclasses.replace(terms, mi=terms.mi + c, loss=terms.loss + c)
+
+    monkeypatch.setattr(_training, "batch_terms", spiky)
+    est = CPVAE(max_iter=20, **TINY)
+    with pytest.raises(TrainingDivergedError, match="'mi' term .* jumped .* epoch 8") as info:
+        _quiet_fit(est, X, y)
+    monkeypatch.undo()
+    exc = info.value
+    assert abs(exc.value) < _training.EXPLODE_FACTOR * scale  # below the old bound
+    assert est.n_iter_ == 7 and len(est.history_) == 7
+    losses = [r["loss"] for r in est.history_]
+    assert exc.restored_epoch == 1 + int(np.argmin(losses)) <= 5
+    assert f"the weights of epoch {exc.restored_epoch} (lowest loss)" in str(exc)
+    clean = _quiet_fit(CPVAE(max_iter=exc.restored_epoch, **TINY), X, y)
+    _assert_same_weights(_weights(est), _weights(clean))
+    _usable(est, X, y)
 
 
 def test_unstandardised_data_trains():
