@@ -52,6 +52,13 @@ def table1(res):
                else "— | ")
             + (f"{e['fit_seconds']['mean']:.0f} |" if "fit_seconds" in e else "— |")
         )
+        if "incl_diverged" in e:
+            d = e["incl_diverged"]
+            lines.append(
+                f"| {NAMES[name]}, all {d['n_seeds']} seeds (diverged fits scored with "
+                f"their restored weights) | {ms(d['shared_ari'])} | {ms(d['private_ari'])} | "
+                + ("— | " * 9).rstrip()
+            )
     return "\n".join(lines)
 
 

@@ -161,7 +161,9 @@ def _line(r):
 
 def summarise(runs):
     """Mean ± sd over seeds; a model that diverged in a seed is left out of its mean
-    (``n_seeds`` says over how many seeds each entry is)."""
+    (``n_seeds`` says over how many seeds each entry is). Such a model also gets
+    ``incl_diverged``: its ARIs over every seed, the diverged ones scored with the weights
+    the estimator restored."""
     out = {}
     for name in ("pixels", "pca", "vae", *VARIANTS):
         ok = [r for r in runs if name in r and name not in r.get("diverged", {})]
@@ -179,6 +181,11 @@ def summarise(runs):
                 entry[key] = C.mean_sd([r[name][key] for r in ok])
         if name in ok[0]["fit_seconds"]:
             entry["fit_seconds"] = C.mean_sd([r["fit_seconds"][name] for r in ok])
+        every = [r for r in runs if name in r]
+        if len(every) > len(ok) and "private" in first:
+            entry["incl_diverged"] = {"n_seeds": len(every)} | {
+                f"{space}_ari": C.mean_sd([r[name][space]["ari"] for r in every])
+                for space in ("shared", "private")}
         out[name] = entry
     return out
 

@@ -68,3 +68,8 @@ def test_a_diverged_model_is_kept_but_left_out_of_the_mean():
     assert alpha1["private"]["ari"]["values"] == pytest.approx([0.2, 0.3])
     assert merged["summary"]["no_mi"]["n_seeds"] == 3
     assert merged["runs"][2]["diverged"]["alpha1"]["epoch"] == 98
+    # ... and counted, with its restored weights' scores, in a separate all-seed mean.
+    every = alpha1["incl_diverged"]
+    assert every["n_seeds"] == 3
+    assert every["private_ari"]["values"] == pytest.approx([0.2, 0.3, 0.4])
+    assert "incl_diverged" not in merged["summary"]["no_mi"]
