@@ -158,6 +158,11 @@ def test_jump_rule():
     # A part and the sum both jumped: the error names the part.
     with pytest.raises(TrainingDivergedError, match="'mi' term .* jumped"):
         _training._check_diverged({**ok, "mi": 2 * bound, "loss": 2 * bound}, 0, 2.0, ok)
+    # While alpha is annealed the loss moves by design: only its parts are tested.
+    ramp = {**ok, "mi_weight": 1.0}
+    _training._check_diverged({**ramp, "mi_weight": 50.0, "loss": 2 * bound}, 0, 2.0, ramp)
+    with pytest.raises(TrainingDivergedError, match="'loss' term .* jumped"):
+        _training._check_diverged({**ramp, "loss": 2 * bound}, 0, 2.0, ramp)
 
 
 def _scale_of_clean_fit(monkeypatch, est, X, y):
