@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import platform
+import subprocess
 import time
 from pathlib import Path
 
@@ -65,6 +66,19 @@ def variant_params(variant, max_iter, final=ANNEAL_FINAL, fraction=ANNEAL_FRACTI
         return dict(objective="mi", mi_weight=final,
                     mi_anneal_epochs=max(1, int(round(fraction * max_iter))))
     raise ValueError(variant)
+
+
+def git_commit():
+    """The checkout's commit (with "+dirty" if it has uncommitted changes), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("+dirty" if dirty.strip() else "")
 
 
 def hardware():

@@ -72,9 +72,13 @@ def table2(res):
     for name, e in res["results"].items():
         s = e["summary"]
 
-        def pair(v, s=s):
+        def pair(v, s=s, runs=e["runs"]):
+            if f"{v}_standard" not in s:  # a file of a run with --variants
+                return "—"
             a, b = s[f"{v}_standard"], s[f"{v}_aggregate"]
-            return f"{100 * a['mean']:.1f} / {100 * b['mean']:.1f}"
+            # †: stopped by the divergence guard, scored with the weights it restored.
+            mark = " †" if any("diverged" in r[v] for r in runs) else ""
+            return f"{100 * a['mean']:.1f} / {100 * b['mean']:.1f}{mark}"
 
         paper = res["paper"].get(name.replace("_bernoulli", "") if "bern" not in name else "")
         label = name + (" (lossy JPEG)" if name.startswith("cifar") else "")

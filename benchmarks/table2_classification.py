@@ -144,9 +144,13 @@ def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
             model.fit(X, y)
         except TrainingDivergedError as exc:
             # The restored weights are fitted and usable: score them, and say so.
-            out["diverged"] = {"message": str(exc), "term": exc.term, "epoch": exc.epoch}
+            out["diverged"] = {"message": str(exc), "term": exc.term, "epoch": exc.epoch,
+                               "restored_epoch": getattr(exc, "restored_epoch", None)}
             print(f"  {variant}: {exc}", flush=True)
     out["fit_seconds"] = t.seconds
+    # Per-epoch terms: what the divergence rules saw, checkable after the fact.
+    out["history"] = [{k: r[k] for k in ("epoch", "loss", "recon", "kl_shared", "kl_private",
+                                         "mi", "mi_weight")} for r in model.history_]
     for prior in ("standard", "aggregate"):
         model.set_params(private_prior=prior)
         out[f"accuracy_{prior}"] = float(np.mean(model.predict(Xt) == yt))
@@ -156,6 +160,10 @@ def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
 def main():
     def extra(p):
         p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+        p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
+                       help="CPVAE variants to fit (join files with table2_merge.py)")
+        p.add_argument("--no-references", action="store_true",
+                       help="skip the CNN and LogisticRegression references")
         p.add_argument("--train-per-class", type=int, default=None,
                        help="training rows per class (a seeded stratified subset), for "
                             "sizes between the quick and the full mode")
@@ -175,13 +183,13 @@ def main():
                      "runs": []}
             for seed in args.seeds:
                 run = {"seed": seed}
-                for v in VARIANTS:
+                for v in args.variants:
                     run[v] = cpvae_accuracy(data, v, likelihood, cfg, seed, args.device,
                                             (args.anneal_final, args.anneal_fraction))
                     print(f"  seed {seed} {v:7s} acc standard {run[v]['accuracy_standard']:.3f}"
                           f"  aggregate {run[v]['accuracy_aggregate']:.3f}"
                           f"  ({run[v]['fit_seconds']:.0f}s)", flush=True)
-                if likelihood == "gaussian":
+                if likelihood == "gaussian" and not args.no_references:
                     with C.Timer() as t:
                         run["cnn"] = cnn_accuracy(data, cfg, seed, args.device)
                     run["logreg"] = logreg_accuracy(data)
@@ -202,17 +210,20 @@ def _write(args, cfg, results, seconds):
            "mode": ("quick" if args.quick else "full") + (
                f", {args.train_per_class} training rows per class"
                if args.train_per_class is not None else ""),
-           "device": args.device, "wall_seconds": seconds, "hardware": C.hardware()}
+           "device": args.device, "wall_seconds": seconds, "hardware": C.hardware(),
+           "commit": C.git_commit()}
     C.write_result("table2" + ("_quick" if args.quick else ""), out, args.tag)
 
 
 def summarise(runs):
     out = {}
     for v in VARIANTS:
+        if not all(v in r for r in runs):  # a run with --variants
+            continue
         for prior in ("standard", "aggregate"):
             out[f"{v}_{prior}"] = C.mean_sd([r[v][f"accuracy_{prior}"] for r in runs])
     for ref in ("cnn", "logreg"):
-        if ref in runs[0]:
+        if all(ref in r for r in runs):
             out[ref] = C.mean_sd([r[ref] for r in runs])
     return out
 
