@@ -145,7 +145,7 @@ def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
         except TrainingDivergedError as exc:
             # The restored weights are fitted and usable: score them, and say so.
             out["diverged"] = {"message": str(exc), "term": exc.term, "epoch": exc.epoch,
-                               "restored_epoch": getattr(exc, "restored_epoch", None)}
+                               "restored_epoch": exc.restored_epoch}
             print(f"  {variant}: {exc}", flush=True)
     out["fit_seconds"] = t.seconds
     # Per-epoch terms: what the divergence rules saw, checkable after the fact.
