@@ -7,6 +7,11 @@ on a population's own private code, so nothing bounds its mean or keeps its vari
 the floor.
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/diagnose_divergence.py --seeds 2 --threads 1
+
+``--table2-epochs E [E ...]`` measures Table 2's full-size Grassy-MNIST alpha = 1 fit (one
+population per digit) instead, stopped after each E epochs: on CPU a fit with
+``max_iter=E`` holds exactly the weights of epoch E of a longer one, so epochs before and
+after the MI term's breakdown can be compared.
 """
 
 import sys
@@ -19,16 +24,18 @@ from sklearn.exceptions import ConvergenceWarning
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import table1_subgroups as T1  # noqa: E402
+import table2_classification as T2  # noqa: E402
 
-from sklearn_cpvae import TrainingDivergedError  # noqa: E402
+from sklearn_cpvae import CPVAE, TrainingDivergedError  # noqa: E402
 
 
 def code_scale(model, X, pops):
     """Norms of the posterior means and the smallest log-variances of the codes."""
     module = model.module_
+    x = torch.as_tensor(X, dtype=torch.float32)
     with torch.inference_mode():
-        mu_t, lv_t = module.encode_private_all(torch.from_numpy(X))
-        mu_z, _ = module.encode_shared(torch.from_numpy(X))
+        mu_t, lv_t = module.encode_private_all(x)
+        mu_z, _ = module.encode_shared(x)
     p = torch.as_tensor(pops)
     own = mu_t[p, torch.arange(len(p))].norm(dim=1)
     out = {"log_psi": float(module.log_psi.detach()),
@@ -43,14 +50,38 @@ def code_scale(model, X, pops):
     return out
 
 
+def _table2_model(cfg, seed, device, epochs):
+    """Table 2's alpha = 1 CPVAE (as ``table2_classification.cpvae_accuracy``), E epochs."""
+    return CPVAE(
+        T2.N_SHARED, T2.N_PRIVATE, hidden_layer_sizes=cfg["hidden"], max_iter=epochs,
+        tol=0.0, n_iter_no_change=cfg["max_iter"], batch_size=cfg["batch_size"],
+        learning_rate_init=cfg["lr"], priors="uniform",
+        n_importance_samples=cfg["n_importance_samples"], device=device, random_state=seed,
+        **C.variant_params("alpha1", cfg["max_iter"]),
+    )
+
+
 def main():
-    args = C.parse_args(__doc__.splitlines()[0])
-    train, _, _ = T1.prepare(T1.FULL)
+    args = C.parse_args(__doc__.splitlines()[0], lambda p: p.add_argument(
+        "--table2-epochs", type=int, nargs="+", default=None,
+        help="Table 2's Grassy-MNIST alpha = 1 fit, stopped after each of these epochs"))
+    if args.table2_epochs:
+        cfg = dict(T2.FULL)
+        X, y, _, _, _ = T2.load("grassy_mnist", cfg)
+        train, config = (X, y), cfg
+        fits = [(seed, e) for seed in args.seeds for e in args.table2_epochs]
+    else:
+        train, _, _ = T1.prepare(T1.FULL)
+        config = T1.FULL
+        fits = [(seed, None) for seed in args.seeds]
     rows = []
-    for seed in args.seeds:
-        model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
+    for seed, epochs in fits:
+        if epochs is None:
+            model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
+        else:
+            model = _table2_model(config, seed, args.device, epochs)
         model.set_params(verbose=1)
-        rec = {"seed": seed, "diverged": None}
+        rec = {"seed": seed, "epochs": epochs, "diverged": None}
         with C.Timer() as t, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             try:
@@ -61,7 +92,7 @@ def main():
                    **code_scale(model, train[0][:20000], train[1][:20000]))
         print({k: v for k, v in rec.items() if k != "history"}, flush=True)
         rows.append(rec)
-    C.write_result("diagnose_divergence", {"config": T1.FULL, "rows": rows,
+    C.write_result("diagnose_divergence", {"config": config, "rows": rows,
                                            "hardware": C.hardware()}, args.tag)
 
 
