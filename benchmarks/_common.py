@@ -81,6 +81,32 @@ def git_commit():
     return sha + ("+dirty" if dirty.strip() else "")
 
 
+def check_same_config(results):
+    """Results files joined by a merge script must come from one configuration."""
+    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
+    if len(configs) != 1:
+        raise ValueError(f"the files were run with different configurations: {configs}")
+
+
+def merge_provenance(results, names):
+    """Where a merged table came from: each file's wall time, hardware, device, commit."""
+    return {"sources": {n: {"wall_seconds": r["wall_seconds"], "hardware": r["hardware"],
+                            "device": r.get("device"), "commit": r.get("commit")}
+                        for r, n in zip(results, names, strict=True)},
+            "wall_seconds": sum(r["wall_seconds"] for r in results)}
+
+
+def merge_cli(doc, merge, name):
+    """Command line of the merge scripts: files in order, ``--tag``; writes ``name_<tag>``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--tag", default="merged")
+    args = p.parse_args()
+    merged = merge([json.loads(f.read_text()) for f in args.files], [f.name for f in args.files])
+    write_result(name, merged, args.tag)
+    return merged
+
+
 def hardware():
     return dict(
         machine=platform.machine(), processor=platform.processor() or platform.machine(),

@@ -10,8 +10,6 @@ annealed row of an earlier run. Every (seed, model) records the file it came fro
         benchmarks/results/table1_full_seed1.json ... --tag merged
 """
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,9 +23,7 @@ BASELINES = ("pixels", "pca")
 
 def merge(results, names):
     """One results dict from several; ``names`` labels each source in the provenance."""
-    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
-    if len(configs) != 1:
-        raise ValueError(f"the files were run with different configurations: {configs}")
+    C.check_same_config(results)
     by_seed = {}
     for res, name in zip(results, names, strict=True):
         # Files from before the option was recorded hold None: their schedule was then
@@ -54,19 +50,12 @@ def merge(results, names):
     summary = T1.summarise(runs)
     return {"config": results[0]["config"], "seeds": sorted(by_seed), "runs": runs,
             "summary": summary, "orderings": T1.check_orderings(summary), "mode": "merged",
-            "sources": {n: {"wall_seconds": r["wall_seconds"], "hardware": r["hardware"],
-                            "device": r.get("device")} for r, n in zip(results, names)},
-            "wall_seconds": sum(r["wall_seconds"] for r in results)}
+            **C.merge_provenance(results, names)}
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--tag", default="merged")
-    args = p.parse_args()
-    merged = merge([json.loads(f.read_text()) for f in args.files], [f.name for f in args.files])
+    merged = C.merge_cli(__doc__, merge, "table1_full")
     print("orderings:", merged["orderings"])
-    C.write_result("table1_full", merged, args.tag)
 
 
 if __name__ == "__main__":

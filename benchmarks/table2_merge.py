@@ -10,8 +10,6 @@ earlier one. Every entry records the file and commit it came from.
         ... --tag full_merged
 """
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,9 +22,7 @@ MODELS = (*T2.VARIANTS, "cnn", "logreg")
 
 def merge(results, names):
     """One results dict from several; ``names`` labels each source in the provenance."""
-    configs = {json.dumps(r["config"], sort_keys=True) for r in results}
-    if len(configs) != 1:
-        raise ValueError(f"the files were run with different configurations: {configs}")
+    C.check_same_config(results)
     datasets = {}
     for res, name in zip(results, names, strict=True):
         for dataset, entry in res["results"].items():
@@ -51,19 +47,11 @@ def merge(results, names):
     return {"config": results[0]["config"], "results": merged, "paper": T2.PAPER,
             "mode": "merged", "seeds": sorted({s for e in merged.values()
                                                for s in (r["seed"] for r in e["runs"])}),
-            "sources": {n: {"wall_seconds": r["wall_seconds"], "hardware": r["hardware"],
-                            "device": r.get("device"), "commit": r.get("commit")}
-                        for r, n in zip(results, names)},
-            "wall_seconds": sum(r["wall_seconds"] for r in results)}
+            **C.merge_provenance(results, names)}
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="+", type=Path)
-    p.add_argument("--tag", default="merged")
-    args = p.parse_args()
-    merged = merge([json.loads(f.read_text()) for f in args.files], [f.name for f in args.files])
-    C.write_result("table2", merged, args.tag)
+    C.merge_cli(__doc__, merge, "table2")
 
 
 if __name__ == "__main__":
