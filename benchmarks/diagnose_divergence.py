@@ -26,7 +26,7 @@ import _common as C  # noqa: E402
 import table1_subgroups as T1  # noqa: E402
 import table2_classification as T2  # noqa: E402
 
-from sklearn_cpvae import CPVAE, TrainingDivergedError  # noqa: E402
+from sklearn_cpvae import TrainingDivergedError  # noqa: E402
 
 
 def code_scale(model, X, pops):
@@ -50,17 +50,6 @@ def code_scale(model, X, pops):
     return out
 
 
-def _table2_model(cfg, seed, device, epochs):
-    """Table 2's alpha = 1 CPVAE (as ``table2_classification.cpvae_accuracy``), E epochs."""
-    return CPVAE(
-        T2.N_SHARED, T2.N_PRIVATE, hidden_layer_sizes=cfg["hidden"], max_iter=epochs,
-        tol=0.0, n_iter_no_change=cfg["max_iter"], batch_size=cfg["batch_size"],
-        learning_rate_init=cfg["lr"], priors="uniform",
-        n_importance_samples=cfg["n_importance_samples"], device=device, random_state=seed,
-        **C.variant_params("alpha1", cfg["max_iter"]),
-    )
-
-
 def main():
     args = C.parse_args(__doc__.splitlines()[0], lambda p: p.add_argument(
         "--table2-epochs", type=int, nargs="+", default=None,
@@ -79,7 +68,8 @@ def main():
         if epochs is None:
             model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
         else:
-            model = _table2_model(config, seed, args.device, epochs)
+            model = T2.make_cpvae("alpha1", "gaussian", config, seed, args.device,
+                                  max_iter=epochs)
         model.set_params(verbose=1)
         rec = {"seed": seed, "epochs": epochs, "diverged": None}
         with C.Timer() as t, warnings.catch_warnings():

@@ -130,10 +130,11 @@ def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS),
                 try:
                     model.fit(train[0]) if name == "vae" else model.fit(train[0], train[1])
                 except TrainingDivergedError as exc:
-                    # The weights of the last good epoch are restored and the model is
+                    # Good weights are restored (exc.restored_epoch) and the model is
                     # fitted: score it, and keep the record of what happened.
                     rec.setdefault("diverged", {})[name] = {
                         "message": str(exc), "term": exc.term, "epoch": exc.epoch,
+                        "restored_epoch": exc.restored_epoch,
                         "history_tail": model.history_[-3:]}
                     log(f"seed {seed} {name}: {exc}")
             rec["fit_seconds"][name] = t.seconds
