@@ -39,16 +39,27 @@ ONE_PER_DIGIT = tuple((d,) for d in range(10))
 
 def parse_args(description, extra=None):
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true",
-                        help="reduced sizes (the whole set runs in about 15 min on 2 cores)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="reduced sizes (the whole set runs in about 15 min on 2 cores)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0, ...")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--tag", default=None, help="suffix of the results file")
-    parser.add_argument("--anneal-final", type=float, default=ANNEAL_FINAL,
-                        help="final alpha of the annealed variant")
-    parser.add_argument("--anneal-fraction", type=float, default=ANNEAL_FRACTION,
-                        help="share of the epochs over which alpha rises from 1")
+    parser.add_argument(
+        "--anneal-final",
+        type=float,
+        default=ANNEAL_FINAL,
+        help="final alpha of the annealed variant",
+    )
+    parser.add_argument(
+        "--anneal-fraction",
+        type=float,
+        default=ANNEAL_FRACTION,
+        help="share of the epochs over which alpha rises from 1",
+    )
     if extra is not None:
         extra(parser)
     args = parser.parse_args()
@@ -63,8 +74,11 @@ def variant_params(variant, max_iter, final=ANNEAL_FINAL, fraction=ANNEAL_FRACTI
     if variant == "alpha1":
         return dict(objective="mi", mi_weight=1.0)
     if variant == "anneal":
-        return dict(objective="mi", mi_weight=final,
-                    mi_anneal_epochs=max(1, int(round(fraction * max_iter))))
+        return dict(
+            objective="mi",
+            mi_weight=final,
+            mi_anneal_epochs=max(1, int(round(fraction * max_iter))),
+        )
     raise ValueError(variant)
 
 
@@ -72,10 +86,16 @@ def git_commit():
     """The checkout's commit (with "+dirty" if it has uncommitted changes), or None."""
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=here, capture_output=True, text=True, check=True).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
     return sha + ("+dirty" if dirty.strip() else "")
@@ -90,10 +110,18 @@ def check_same_config(results):
 
 def merge_provenance(results, names):
     """Where a merged table came from: each file's wall time, hardware, device, commit."""
-    return {"sources": {n: {"wall_seconds": r["wall_seconds"], "hardware": r["hardware"],
-                            "device": r.get("device"), "commit": r.get("commit")}
-                        for r, n in zip(results, names, strict=True)},
-            "wall_seconds": sum(r["wall_seconds"] for r in results)}
+    return {
+        "sources": {
+            n: {
+                "wall_seconds": r["wall_seconds"],
+                "hardware": r["hardware"],
+                "device": r.get("device"),
+                "commit": r.get("commit"),
+            }
+            for r, n in zip(results, names, strict=True)
+        },
+        "wall_seconds": sum(r["wall_seconds"] for r in results),
+    }
 
 
 def merge_cli(doc, merge, name):
@@ -109,9 +137,12 @@ def merge_cli(doc, merge, name):
 
 def hardware():
     return dict(
-        machine=platform.machine(), processor=platform.processor() or platform.machine(),
-        cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-        torch=torch.__version__, python=platform.python_version(),
+        machine=platform.machine(),
+        processor=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
         load_average_at_start=list(os.getloadavg()),
         cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     )
@@ -219,5 +250,6 @@ def explained(rec, component):
 
 def mean_sd(values):
     v = np.asarray(values, dtype=float)
-    return dict(mean=float(v.mean()), sd=float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                values=v.tolist())
+    return dict(
+        mean=float(v.mean()), sd=float(v.std(ddof=1)) if len(v) > 1 else 0.0, values=v.tolist()
+    )

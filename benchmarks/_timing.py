@@ -95,8 +95,12 @@ def machine_info(device="cpu"):
     except OSError:
         pass
     info = dict(
-        cpu=cpu, cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
-        torch=torch.__version__, python=platform.python_version(), device=str(device),
+        cpu=cpu,
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        device=str(device),
         load_average=os.getloadavg(),
     )
     if str(device).startswith("cuda"):
@@ -104,8 +108,9 @@ def machine_info(device="cpu"):
     return info
 
 
-def bare_training_step(x, y, k, m, n_batches, hidden, mi_samples, precision="float32",
-                       n_shared=100, n_private=25):
+def bare_training_step(
+    x, y, k, m, n_batches, hidden, mi_samples, precision="float32", n_shared=100, n_private=25
+):
     """The estimator's training step in a plain closure: same module, balanced batches
     (M = ``m`` rows per population), exact or sub-sampled MI term and fused Adam, no sklearn.
 
@@ -114,25 +119,45 @@ def bare_training_step(x, y, k, m, n_batches, hidden, mi_samples, precision="flo
     """
     dev = x.device
     gen = torch.Generator(device=dev).manual_seed(0)
-    module = CPVAEModule(x.shape[1], k, n_shared, n_private, [hidden], "relu", "gaussian",
-                         torch.Generator().manual_seed(0)).to(dev)
+    module = CPVAEModule(
+        x.shape[1],
+        k,
+        n_shared,
+        n_private,
+        [hidden],
+        "relu",
+        "gaussian",
+        torch.Generator().manual_seed(0),
+    ).to(dev)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
     members = [torch.nonzero(y == j).flatten() for j in range(k)]
     idx = balanced_batches(members, m, n_batches, torch.Generator().manual_seed(0)).to(dev)
     pops = torch.arange(k, device=dev).repeat_interleave(m)
     counts = torch.full((k,), float(m), device=dev)
     sizes = torch.bincount(y, minlength=k).float().to(dev)
-    auto = (torch.autocast(dev.type, dtype=torch.bfloat16) if precision == "bf16"
-            else torch.autocast(dev.type, enabled=False))
+    auto = (
+        torch.autocast(dev.type, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else torch.autocast(dev.type, enabled=False)
+    )
     state = {"i": 0}
 
     def step():
         rows = idx[state["i"] % n_batches].reshape(-1)
         state["i"] += 1
         with auto:
-            terms = batch_terms(module, x.index_select(0, rows), pops, counts, sizes,
-                                objective="mi", mi_weight=1.0, generator=gen, balanced=True,
-                                mi_samples=mi_samples)
+            terms = batch_terms(
+                module,
+                x.index_select(0, rows),
+                pops,
+                counts,
+                sizes,
+                objective="mi",
+                mi_weight=1.0,
+                generator=gen,
+                balanced=True,
+                mi_samples=mi_samples,
+            )
         opt.zero_grad(set_to_none=True)
         terms.loss.backward()
         opt.step()

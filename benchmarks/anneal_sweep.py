@@ -26,8 +26,13 @@ from sklearn_cpvae import CPVAE  # noqa: E402
 
 def extra(parser):
     parser.add_argument("--alphas", type=float, nargs="+", default=[1.0, 3.0, 10.0, 30.0])
-    parser.add_argument("--fractions", type=float, nargs="+", default=[C.ANNEAL_FRACTION],
-                        help="shares of the epochs over which alpha rises from 1")
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=[C.ANNEAL_FRACTION],
+        help="shares of the epochs over which alpha rises from 1",
+    )
 
 
 def main():
@@ -35,8 +40,9 @@ def main():
     cfg = T1.QUICK if args.quick else T1.FULL
     train, _, _ = T1.prepare(cfg)
     X, pops = train[:2]
-    idx_tr, idx_va = train_test_split(np.arange(len(X)), test_size=0.2, stratify=pops,
-                                      random_state=0)
+    idx_tr, idx_va = train_test_split(
+        np.arange(len(X)), test_size=0.2, stratify=pops, random_state=0
+    )
     val = tuple(a[idx_va] for a in train)
     rows = []
     with C.Timer() as wall:
@@ -45,30 +51,54 @@ def main():
             for seed in args.seeds:
                 ramp = max(1, int(round(fraction * cfg["max_iter"])))
                 model = CPVAE(
-                    T1.N_SHARED, T1.N_PRIVATE, hidden_layer_sizes=cfg["hidden"],
-                    max_iter=cfg["max_iter"], tol=0.0, n_iter_no_change=cfg["max_iter"],
-                    batch_size=cfg["batch_size"], learning_rate_init=cfg["lr"],
-                    objective="mi", mi_weight=alpha, mi_anneal_epochs=ramp if alpha != 1 else 0,
-                    n_importance_samples=10, priors="uniform", device=args.device,
+                    T1.N_SHARED,
+                    T1.N_PRIVATE,
+                    hidden_layer_sizes=cfg["hidden"],
+                    max_iter=cfg["max_iter"],
+                    tol=0.0,
+                    n_iter_no_change=cfg["max_iter"],
+                    batch_size=cfg["batch_size"],
+                    learning_rate_init=cfg["lr"],
+                    objective="mi",
+                    mi_weight=alpha,
+                    mi_anneal_epochs=ramp if alpha != 1 else 0,
+                    n_importance_samples=10,
+                    priors="uniform",
+                    device=args.device,
                     random_state=seed,
                 )
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     model.fit(X[idx_tr], pops[idx_tr])
-                rec = {"alpha_final": alpha, "anneal_fraction": fraction,
-                       "ramp_epochs": ramp if alpha != 1 else 0, "seed": seed}
+                rec = {
+                    "alpha_final": alpha,
+                    "anneal_fraction": fraction,
+                    "ramp_epochs": ramp if alpha != 1 else 0,
+                    "seed": seed,
+                }
                 for prior in ("standard", "aggregate"):
                     model.set_params(private_prior=prior)
                     rec[f"val_accuracy_{prior}"] = float(np.mean(model.predict(val[0]) == val[1]))
                 rec.update(T1.evaluate("cpvae", model, val))
                 rows.append(rec)
-                print(f"alpha {alpha:5.2f} ramp {fraction:.2f} seed {seed}: acc std "
-                      f"{rec['val_accuracy_standard']:.3f} agg {rec['val_accuracy_aggregate']:.3f}"
-                      f"  {T1._line(rec)}", flush=True)
-    C.write_result("anneal_sweep" + ("_quick" if args.quick else ""),
-                   {"config": cfg, "mode": "quick" if args.quick else "full",
-                    "device": args.device, "rows": rows,
-                    "wall_seconds": wall.seconds, "hardware": C.hardware()}, args.tag)
+                print(
+                    f"alpha {alpha:5.2f} ramp {fraction:.2f} seed {seed}: acc std "
+                    f"{rec['val_accuracy_standard']:.3f} agg {rec['val_accuracy_aggregate']:.3f}"
+                    f"  {T1._line(rec)}",
+                    flush=True,
+                )
+    C.write_result(
+        "anneal_sweep" + ("_quick" if args.quick else ""),
+        {
+            "config": cfg,
+            "mode": "quick" if args.quick else "full",
+            "device": args.device,
+            "rows": rows,
+            "wall_seconds": wall.seconds,
+            "hardware": C.hardware(),
+        },
+        args.tag,
+    )
 
 
 if __name__ == "__main__":

@@ -50,17 +50,33 @@ def step_time(n, k, d, mi_samples, device, repeats, hidden=512):
     gemm = gemm_rate(device=device)
     t, times = median_time(step, repeats=repeats, warmup=0, device=device)  # counted = warm-up
     steps = -(-n // (k * m))
-    return dict(rows=n, k=k, features=d, mi_samples=mi_samples, step_s=times,
-                epoch_s=t * steps, steps_per_epoch=steps, flops_per_sample=flops / (k * m),
-                gemm_gflops=gemm, roofline_fraction=flops / t / 1e9 / gemm)
+    return dict(
+        rows=n,
+        k=k,
+        features=d,
+        mi_samples=mi_samples,
+        step_s=times,
+        epoch_s=t * steps,
+        steps_per_epoch=steps,
+        flops_per_sample=flops / (k * m),
+        gemm_gflops=gemm,
+        roofline_fraction=flops / t / 1e9 / gemm,
+    )
 
 
 def full_epoch(n, k, d, device):
     rng = np.random.default_rng(0)
     x = rng.random((n, d), dtype=np.float32)
     y = np.arange(n) % k
-    est = CPVAE(100, 25, hidden_layer_sizes=(512,), batch_size=BATCH // k, max_iter=2,
-                device=device, random_state=0).fit(x, y)
+    est = CPVAE(
+        100,
+        25,
+        hidden_layer_sizes=(512,),
+        batch_size=BATCH // k,
+        max_iter=2,
+        device=device,
+        random_state=0,
+    ).fit(x, y)
     return dict(rows=n, k=k, features=d, epoch_s=est.history_[-1]["time"])
 
 
@@ -71,22 +87,34 @@ def plot(results, path):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    for ax, key, xlabel in zip(axes, ("rows", "populations", "features"),
-                               ("rows N (K = 10, 784 features)",
-                                "populations K (N = 60,000, 784 features)",
-                                "features D (N = 60,000, K = 10)"), strict=True):
+    for ax, key, xlabel in zip(
+        axes,
+        ("rows", "populations", "features"),
+        (
+            "rows N (K = 10, 784 features)",
+            "populations K (N = 60,000, 784 features)",
+            "features D (N = 60,000, K = 10)",
+        ),
+        strict=True,
+    ):
         for ms, style in ((None, "o-"), (results["args"]["mi_samples"], "s--")):
             pts = [r for r in results[key] if r["mi_samples"] == ms]
             if not pts:
                 continue
-            xs = [r["rows"] if key == "rows" else r["k"] if key == "populations"
-                  else r["features"] for r in pts]
+            xs = [
+                r["rows"] if key == "rows" else r["k"] if key == "populations" else r["features"]
+                for r in pts
+            ]
             label = "exact MI" if ms is None else f"mi_samples={ms}"
             ax.plot(xs, [r["epoch_s"] for r in pts], style, label=label)
         if key == "rows" and results.get("full_epochs"):
             fe = results["full_epochs"]
-            ax.plot([r["rows"] for r in fe], [r["epoch_s"] for r in fe], "k^",
-                    label="whole epoch, estimator")
+            ax.plot(
+                [r["rows"] for r in fe],
+                [r["epoch_s"] for r in fe],
+                "k^",
+                label="whole epoch, estimator",
+            )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
@@ -94,9 +122,11 @@ def plot(results, path):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     m = results["machine"]
-    fig.suptitle(f"CPVAE training time per epoch, {m['device']} ({m['cpu']}, "
-                 f"{m['torch_threads']} threads; shared machine, load average "
-                 f"{m['load_average'][0]:.0f} at start)")
+    fig.suptitle(
+        f"CPVAE training time per epoch, {m['device']} ({m['cpu']}, "
+        f"{m['torch_threads']} threads; shared machine, load average "
+        f"{m['load_average'][0]:.0f} at start)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
@@ -124,18 +154,20 @@ def main():
         args.ks, args.features = [2, 10, 50], [100, 1000, 5000]
     torch.set_num_threads(args.threads)
     dev = args.device
-    res = dict(machine=machine_info(dev), args=vars(args), rows=[], populations=[],
-               features=[])
+    res = dict(machine=machine_info(dev), args=vars(args), rows=[], populations=[], features=[])
     print(res["machine"], flush=True)
 
     def run(key, **kw):
         for ms in (None, args.mi_samples):
             r = step_time(mi_samples=ms, device=dev, repeats=args.repeats, **kw)
             res[key].append(r)
-            print(f"{key:11s} N={r['rows']:>8d} K={r['k']:>3d} D={r['features']:>6d} "
-                  f"mi_samples={ms!s:4s} step {statistics.median(r['step_s']) * 1e3:8.1f} ms "
-                  f"epoch {r['epoch_s']:9.2f} s  ({r['roofline_fraction']:.0%} of "
-                  f"{r['gemm_gflops']:.0f} GFLOP/s)", flush=True)
+            print(
+                f"{key:11s} N={r['rows']:>8d} K={r['k']:>3d} D={r['features']:>6d} "
+                f"mi_samples={ms!s:4s} step {statistics.median(r['step_s']) * 1e3:8.1f} ms "
+                f"epoch {r['epoch_s']:9.2f} s  ({r['roofline_fraction']:.0%} of "
+                f"{r['gemm_gflops']:.0f} GFLOP/s)",
+                flush=True,
+            )
 
     for n in args.rows:
         run("rows", n=n, k=10, d=784)

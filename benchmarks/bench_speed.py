@@ -69,9 +69,17 @@ def make_data(n, k, seed=0):
 def estimator_train(k, n_steps, repeats, device, mi_samples, precision):
     x, y = make_data(BATCH * n_steps, k)
     est = CPVAE(
-        N_SHARED, N_PRIVATE, hidden_layer_sizes=(HIDDEN,), batch_size=BATCH // k,
-        max_iter=1 + repeats, tol=0.0, n_iter_no_change=10**6, device=device,
-        random_state=0, mi_samples=mi_samples, precision=precision,
+        N_SHARED,
+        N_PRIVATE,
+        hidden_layer_sizes=(HIDDEN,),
+        batch_size=BATCH // k,
+        max_iter=1 + repeats,
+        tol=0.0,
+        n_iter_no_change=10**6,
+        device=device,
+        random_state=0,
+        mi_samples=mi_samples,
+        precision=precision,
     )
     rate0 = gemm_rate(device=device)
     reset_peak_rss()
@@ -81,8 +89,10 @@ def estimator_train(k, n_steps, repeats, device, mi_samples, precision):
     rate1 = gemm_rate(device=device)
     epochs = [h["time"] for h in est.history_[1:]]  # the first epoch is the warm-up
     return est, dict(
-        epoch_s=epochs, samples_per_s=len(x) / statistics.median(epochs),
-        gemm_gflops=[rate0, rate1], train_peak_rss_mb=peak / 2**20,
+        epoch_s=epochs,
+        samples_per_s=len(x) / statistics.median(epochs),
+        gemm_gflops=[rate0, rate1],
+        train_peak_rss_mb=peak / 2**20,
     )
 
 
@@ -91,8 +101,18 @@ def bare_loop(k, n_steps, device, mi_samples, precision, flops_only=False):
     x_np, y_np = make_data(BATCH * n_steps, k)
     x = torch.from_numpy(x_np).to(torch.device(device))
     m = BATCH // k
-    step = bare_training_step(x, torch.from_numpy(y_np), k, m, n_steps, HIDDEN, mi_samples,
-                              precision, N_SHARED, N_PRIVATE)
+    step = bare_training_step(
+        x,
+        torch.from_numpy(y_np),
+        k,
+        m,
+        n_steps,
+        HIDDEN,
+        mi_samples,
+        precision,
+        N_SHARED,
+        N_PRIVATE,
+    )
     flops = count_flops(step) / (k * m)
     if flops_only:
         return flops
@@ -105,8 +125,9 @@ def optimizer_cost(k, device, repeats):
     time of one 800-row step at the calibrated rate: Adam touches every private network's
     weights every step, so its share grows with K when the step's rows do not."""
     dev = torch.device(device)
-    module = CPVAEModule(D, k, N_SHARED, N_PRIVATE, [HIDDEN], "relu", "gaussian",
-                         torch.Generator().manual_seed(0)).to(dev)
+    module = CPVAEModule(
+        D, k, N_SHARED, N_PRIVATE, [HIDDEN], "relu", "gaussian", torch.Generator().manual_seed(0)
+    ).to(dev)
     for p in module.parameters():
         p.grad = torch.full_like(p, 1e-3)
     res = dict(k=k, n_params=sum(p.numel() for p in module.parameters()))
@@ -150,7 +171,7 @@ def vae_bare(n_steps, device):
     def step():
         i = state["step"] % n_steps
         state["step"] += 1
-        xb = x.index_select(0, perm[i * BATCH:(i + 1) * BATCH])
+        xb = x.index_select(0, perm[i * BATCH : (i + 1) * BATCH])
         loss = vae_loss(xb, *vae(xb))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -173,9 +194,19 @@ def vae_skorch(n_steps, repeats, device):
 
     torch.manual_seed(0)
     x = make_data(BATCH * n_steps, 2)[0]
-    net = VAENet(VAE, criterion=nn.MSELoss, optimizer=torch.optim.Adam, optimizer__fused=True,
-                 lr=1e-3, batch_size=BATCH, max_epochs=1 + repeats, train_split=None,
-                 iterator_train__shuffle=True, device=device, verbose=0)
+    net = VAENet(
+        VAE,
+        criterion=nn.MSELoss,
+        optimizer=torch.optim.Adam,
+        optimizer__fused=True,
+        lr=1e-3,
+        batch_size=BATCH,
+        max_epochs=1 + repeats,
+        train_split=None,
+        iterator_train__shuffle=True,
+        device=device,
+        verbose=0,
+    )
     net.fit(x, None)
     epochs = list(net.history[1:, "dur"])
     return dict(epoch_s=epochs, samples_per_s=len(x) / statistics.median(epochs))
@@ -188,12 +219,16 @@ def predict(est, k, repeats, device, target_flops):
     n = int(np.clip(target_flops / per_row, 16, 10000))
     x = make_data(n, k, seed=1)[0]
     rate0 = gemm_rate(device=device)
-    t, times = median_time(lambda: est.predict_proba(x), repeats=repeats, warmup=1,
-                           device=device)
+    t, times = median_time(lambda: est.predict_proba(x), repeats=repeats, warmup=1, device=device)
     rate1 = gemm_rate(device=device)
-    return dict(rows=n, flops_per_row=per_row, time_s=times, rows_per_s=n / t,
-                gemm_gflops=[rate0, rate1],
-                roofline_fraction=per_row * n / t / 1e9 / statistics.median([rate0, rate1]))
+    return dict(
+        rows=n,
+        flops_per_row=per_row,
+        time_s=times,
+        rows_per_s=n / t,
+        gemm_gflops=[rate0, rate1],
+        roofline_fraction=per_row * n / t / 1e9 / statistics.median([rate0, rate1]),
+    )
 
 
 def memory_curve(rows_list, device):
@@ -204,8 +239,15 @@ def memory_curve(rows_list, device):
     rng = np.random.default_rng(0)
     x_fit = rng.normal(size=(2000, d)).astype(np.float32)
     y_fit = np.arange(2000) % 2
-    est = CPVAE(4, 2, hidden_layer_sizes=(16,), max_iter=1, n_importance_samples=2,
-                device=device, random_state=0).fit(x_fit, y_fit)
+    est = CPVAE(
+        4,
+        2,
+        hidden_layer_sizes=(16,),
+        max_iter=1,
+        n_importance_samples=2,
+        device=device,
+        random_state=0,
+    ).fit(x_fit, y_fit)
     out = []
     for n in rows_list:
         x = rng.normal(size=(n, d)).astype(np.float32)
@@ -225,12 +267,20 @@ def memory_curve(rows_list, device):
             res = fn(x, y, codes)
             dt = time.perf_counter() - tic
             extra = peak_rss_bytes() - rss0
-            rec = dict(method=name, rows=n, input_mb=x.nbytes / 2**20,
-                       output_mb=res.nbytes / 2**20, extra_peak_mb=extra / 2**20,
-                       extra_minus_output_mb=(extra - res.nbytes) / 2**20, time_s=dt)
+            rec = dict(
+                method=name,
+                rows=n,
+                input_mb=x.nbytes / 2**20,
+                output_mb=res.nbytes / 2**20,
+                extra_peak_mb=extra / 2**20,
+                extra_minus_output_mb=(extra - res.nbytes) / 2**20,
+                time_s=dt,
+            )
             out.append(rec)
-            log(f"  memory {name:17s} rows={n:>8d}  extra peak {extra / 2**20:8.1f} MB "
-                f"(output {res.nbytes / 2**20:7.1f} MB)  {dt:6.2f}s")
+            log(
+                f"  memory {name:17s} rows={n:>8d}  extra peak {extra / 2**20:8.1f} MB "
+                f"(output {res.nbytes / 2**20:7.1f} MB)  {dt:6.2f}s"
+            )
             del res
         del x, codes
     return out
@@ -243,14 +293,23 @@ def parallel_threads():
 
     def threads():
         import torch as t
+
         return t.get_num_threads()
 
     loky = Parallel(n_jobs=2)(delayed(threads)() for _ in range(2))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 50)).astype(np.float32)
     y = np.arange(4000) % 4
-    base = CPVAE(8, 4, hidden_layer_sizes=(128,), max_iter=3, batch_size=64,
-                 n_importance_samples=8, device="cpu", random_state=0)
+    base = CPVAE(
+        8,
+        4,
+        hidden_layer_sizes=(128,),
+        max_iter=3,
+        batch_size=64,
+        n_importance_samples=8,
+        device="cpu",
+        random_state=0,
+    )
     grid = {"mi_weight": [0.5, 1.0], "mi_samples": [None, 8]}
     res = dict(loky_worker_torch_threads=loky, parent_torch_threads=torch.get_num_threads())
     for n_jobs in (1, 2):
@@ -261,8 +320,9 @@ def parallel_threads():
         import distributed
         from joblib import parallel_backend
 
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      dashboard_address=None) as cluster:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             with distributed.Client(cluster) as client:
                 res["dask_worker_torch_threads"] = list(client.run(threads).values())
                 tic = time.perf_counter()
@@ -280,16 +340,27 @@ def main():
     ap.add_argument("--precision", default="float32", choices=["float32", "bf16"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 10, 50, 100])
-    ap.add_argument("--mi-samples", type=int, default=16,
-                    help="m of the sub-sampled MI estimator measured next to the exact one")
+    ap.add_argument(
+        "--mi-samples",
+        type=int,
+        default=16,
+        help="m of the sub-sampled MI estimator measured next to the exact one",
+    )
     ap.add_argument("--steps", type=int, default=6, help="800-row steps per epoch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory-rows", type=int, nargs="*", default=[10**4, 10**5, 10**6])
-    ap.add_argument("--predict-gflop", type=float, default=200.0,
-                    help="GFLOP per predict_proba timing (sets the number of rows)")
-    ap.add_argument("--skip", nargs="*", default=[],
-                    choices=["train", "baselines", "predict", "memory", "parallel",
-                             "optimizer"])
+    ap.add_argument(
+        "--predict-gflop",
+        type=float,
+        default=200.0,
+        help="GFLOP per predict_proba timing (sets the number of rows)",
+    )
+    ap.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["train", "baselines", "predict", "memory", "parallel", "optimizer"],
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -306,62 +377,81 @@ def main():
                 if ms is not None and "train" in args.skip:
                     continue
                 flops, bare = bare_loop(k, args.steps, device, ms, args.precision)
-                est, fit = estimator_train(k, args.steps, args.repeats, device, ms,
-                                           args.precision)
+                est, fit = estimator_train(k, args.steps, args.repeats, device, ms, args.precision)
                 gemm = statistics.median(fit["gemm_gflops"])
-                rec = dict(k=k, mi_samples=ms, flops_per_sample=flops,
-                           flops_per_sample_issue_formula=(7.4e6 + 1.8e6 * k) if ms is None
-                           else None, estimator=fit, bare=bare,
-                           roofline_fraction=flops * fit["samples_per_s"] / 1e9 / gemm,
-                           bare_roofline_fraction=flops * bare["samples_per_s"] / 1e9 / gemm,
-                           sklearn_overhead=bare["samples_per_s"] / fit["samples_per_s"] - 1)
+                rec = dict(
+                    k=k,
+                    mi_samples=ms,
+                    flops_per_sample=flops,
+                    flops_per_sample_issue_formula=(7.4e6 + 1.8e6 * k) if ms is None else None,
+                    estimator=fit,
+                    bare=bare,
+                    roofline_fraction=flops * fit["samples_per_s"] / 1e9 / gemm,
+                    bare_roofline_fraction=flops * bare["samples_per_s"] / 1e9 / gemm,
+                    sklearn_overhead=bare["samples_per_s"] / fit["samples_per_s"] - 1,
+                )
                 results["train"].append(rec)
-                log(f"train K={k:3d} mi_samples={ms!s:4s} {flops / 1e6:6.1f} MFLOP/sample  "
+                log(
+                    f"train K={k:3d} mi_samples={ms!s:4s} {flops / 1e6:6.1f} MFLOP/sample  "
                     f"estimator {fit['samples_per_s']:8.0f} samples/s "
                     f"({rec['roofline_fraction']:.0%} of {gemm:.0f} GFLOP/s)  bare loop "
                     f"{bare['samples_per_s']:8.0f} ({rec['bare_roofline_fraction']:.0%})  "
                     f"overhead {rec['sklearn_overhead']:+.1%}  peak +"
-                    f"{fit['train_peak_rss_mb']:.0f} MB")
+                    f"{fit['train_peak_rss_mb']:.0f} MB"
+                )
                 if ms is None and "predict" not in args.skip:
                     p = predict(est, k, args.repeats, device, args.predict_gflop * 1e9)
                     p["k"] = k
                     results["predict"].append(p)
-                    log(f"predict_proba K={k:3d} S=50 {p['flops_per_row'] / 1e6:7.1f} MFLOP/row "
+                    log(
+                        f"predict_proba K={k:3d} S=50 {p['flops_per_row'] / 1e6:7.1f} MFLOP/row "
                         f"{p['rows_per_s']:8.1f} rows/s ({p['roofline_fraction']:.0%} of "
-                        f"{statistics.median(p['gemm_gflops']):.0f} GFLOP/s)")
+                        f"{statistics.median(p['gemm_gflops']):.0f} GFLOP/s)"
+                    )
     if "optimizer" not in args.skip:
         results["optimizer"] = []
         for k in args.ks:
             r = optimizer_cost(k, device, max(3, args.repeats))
             results["optimizer"].append(r)
-            log(f"Adam K={k:3d} {r['n_params'] / 1e6:6.1f} M weights: fused "
+            log(
+                f"Adam K={k:3d} {r['n_params'] / 1e6:6.1f} M weights: fused "
                 f"{r['adam_fused_s'] * 1e3:7.1f} ms, foreach {r['adam_foreach_s'] * 1e3:7.1f} "
                 f"ms per step; the exact-MI 800-row step's GEMMs take "
-                f"{r['step_gemm_s_at_rate'] * 1e3:7.1f} ms at {r['gemm_gflops']:.0f} GFLOP/s")
+                f"{r['step_gemm_s_at_rate'] * 1e3:7.1f} ms at {r['gemm_gflops']:.0f} GFLOP/s"
+            )
     if "baselines" not in args.skip:
         gemm0 = gemm_rate(device=device)
         flops, vae = vae_bare(args.steps, device)
         gemm1 = gemm_rate(device=device)
         gemm = statistics.median([gemm0, gemm1])
-        vae.update(flops_per_sample=flops, gemm_gflops=[gemm0, gemm1],
-                   roofline_fraction=flops * vae["samples_per_s"] / 1e9 / gemm)
+        vae.update(
+            flops_per_sample=flops,
+            gemm_gflops=[gemm0, gemm1],
+            roofline_fraction=flops * vae["samples_per_s"] / 1e9 / gemm,
+        )
         results["vae_bare"] = vae
-        log(f"plain VAE (bare loop) {flops / 1e6:.1f} MFLOP/sample {vae['samples_per_s']:8.0f} "
+        log(
+            f"plain VAE (bare loop) {flops / 1e6:.1f} MFLOP/sample {vae['samples_per_s']:8.0f} "
             f"samples/s ({vae['roofline_fraction']:.0%} of {gemm:.0f} GFLOP/s); "
-            f"60k rows/epoch = {60000 / vae['samples_per_s']:.2f} s")
+            f"60k rows/epoch = {60000 / vae['samples_per_s']:.2f} s"
+        )
         sk = vae_skorch(args.steps, args.repeats, device)
         if sk is not None:
             sk["roofline_fraction"] = flops * sk["samples_per_s"] / 1e9 / gemm
             sk["slowdown_vs_bare"] = vae["samples_per_s"] / sk["samples_per_s"] - 1
             results["vae_skorch"] = sk
-            log(f"plain VAE in skorch NeuralNet {sk['samples_per_s']:8.0f} samples/s "
-                f"({sk['roofline_fraction']:.0%}); {sk['slowdown_vs_bare']:+.0%} vs bare loop")
+            log(
+                f"plain VAE in skorch NeuralNet {sk['samples_per_s']:8.0f} samples/s "
+                f"({sk['roofline_fraction']:.0%}); {sk['slowdown_vs_bare']:+.0%} vs bare loop"
+            )
         elastic = [r for r in results["train"] if r["k"] == 2 and r["mi_samples"] is None]
         if elastic:
             r = elastic[0]
-            log(f"CPVAE K=2 vs VAE: {r['flops_per_sample'] / flops:.2f}x the FLOPs, "
+            log(
+                f"CPVAE K=2 vs VAE: {r['flops_per_sample'] / flops:.2f}x the FLOPs, "
                 f"{vae['samples_per_s'] / r['estimator']['samples_per_s']:.2f}x the time "
-                "per sample")
+                "per sample"
+            )
     if "memory" not in args.skip and args.memory_rows:
         results["memory"] = memory_curve(args.memory_rows, device)
     if "parallel" not in args.skip and device == "cpu":

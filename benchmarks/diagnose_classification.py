@@ -59,23 +59,32 @@ def margin_split(model, Xt, yt, n_samples=50, seed=0):
     masked[rows, true] = -torch.inf
     rival = masked.argmax(1)
     # recon_accuracy: what the decoders alone would classify, were the rate free.
-    return {"elbo_accuracy": float((elbo.argmax(1) == true).double().mean()),
-            "recon_accuracy": float((recon.argmax(1) == true).double().mean()),
-            "margin": float((elbo[rows, true] - elbo[rows, rival]).mean()),
-            "recon_margin": float((recon[rows, true] - recon[rows, rival]).mean()),
-            "rate_margin": float((rate[rows, true] - rate[rows, rival]).mean())}
+    return {
+        "elbo_accuracy": float((elbo.argmax(1) == true).double().mean()),
+        "recon_accuracy": float((recon.argmax(1) == true).double().mean()),
+        "margin": float((elbo[rows, true] - elbo[rows, rival]).mean()),
+        "recon_margin": float((recon[rows, true] - recon[rows, rival]).mean()),
+        "rate_margin": float((rate[rows, true] - rate[rows, rival]).mean()),
+    }
 
 
 def main():
     def extra(p):
         p.add_argument("--dataset", default="mnist", choices=T2.DATASETS)
-        p.add_argument("--train-per-class", type=int, default=None,
-                       help="full configuration with this many training rows per class")
+        p.add_argument(
+            "--train-per-class",
+            type=int,
+            default=None,
+            help="full configuration with this many training rows per class",
+        )
         p.add_argument("--n-test", type=int, default=None, help="first test rows scored")
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
-    cfg = T2.QUICK if args.train_per_class is None else dict(
-        T2.FULL, n_train_per_class=args.train_per_class)
+    cfg = (
+        T2.QUICK
+        if args.train_per_class is None
+        else dict(T2.FULL, n_train_per_class=args.train_per_class)
+    )
     X, y, Xt, yt, _ = T2.load(args.dataset, cfg)
     if args.n_test is not None:
         keep = C.stratified_subset(yt, args.n_test // 10, 2)
@@ -83,10 +92,17 @@ def main():
     rows = []
     for variant in ("no_mi", "alpha1"):
         model = CPVAE(
-            T2.N_SHARED, T2.N_PRIVATE, hidden_layer_sizes=cfg["hidden"], max_iter=cfg["max_iter"],
-            tol=0.0, n_iter_no_change=cfg["max_iter"], batch_size=cfg["batch_size"],
-            priors="uniform", n_importance_samples=cfg["n_importance_samples"],
-            device=args.device, random_state=args.seeds[0],
+            T2.N_SHARED,
+            T2.N_PRIVATE,
+            hidden_layer_sizes=cfg["hidden"],
+            max_iter=cfg["max_iter"],
+            tol=0.0,
+            n_iter_no_change=cfg["max_iter"],
+            batch_size=cfg["batch_size"],
+            priors="uniform",
+            n_importance_samples=cfg["n_importance_samples"],
+            device=args.device,
+            random_state=args.seeds[0],
             **C.variant_params(variant, cfg["max_iter"]),
         )
         with warnings.catch_warnings():
@@ -102,19 +118,30 @@ def main():
         kl_std = kl_diag(mu, lv, torch.zeros_like(mu), torch.zeros_like(lv))
         kl_agg = kl_diag(mu, lv, pm, plv)
         sd = torch.exp(0.5 * lv).mean(-1)
-        rec = {"variant": variant,
-               "accuracy_standard": float(np.mean(model.predict(Xt) == yt))}
-        for name, v in (("kl_to_standard", kl_std), ("kl_to_aggregate", kl_agg),
-                        ("posterior_sd", sd)):
+        rec = {"variant": variant, "accuracy_standard": float(np.mean(model.predict(Xt) == yt))}
+        for name, v in (
+            ("kl_to_standard", kl_std),
+            ("kl_to_aggregate", kl_agg),
+            ("posterior_sd", sd),
+        ):
             rec[f"{name}_own"] = float(v[own].mean())
             rec[f"{name}_others"] = float(v[~own].mean())
         rec.update(margin_split(model, Xt, yt, cfg["n_importance_samples"], args.seeds[0]))
         rows.append(rec)
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()},
-              flush=True)
-    C.write_result("diagnose_classification", {"config": cfg, "dataset": args.dataset,
-                                               "n_test": len(yt), "rows": rows,
-                                               "hardware": C.hardware()}, args.tag)
+        print(
+            {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rec.items()}, flush=True
+        )
+    C.write_result(
+        "diagnose_classification",
+        {
+            "config": cfg,
+            "dataset": args.dataset,
+            "n_test": len(yt),
+            "rows": rows,
+            "hardware": C.hardware(),
+        },
+        args.tag,
+    )
 
 
 if __name__ == "__main__":

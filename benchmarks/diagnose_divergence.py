@@ -38,22 +38,36 @@ def code_scale(model, X, pops):
         mu_z, _ = module.encode_shared(x)
     p = torch.as_tensor(pops)
     own = mu_t[p, torch.arange(len(p))].norm(dim=1)
-    out = {"log_psi": float(module.log_psi.detach()),
-           "own_private_norm": {"median": float(own.median()),
-                                "p99": float(own.quantile(0.99)), "max": float(own.max())},
-           "private_logvar": {"min": float(lv_t.min()), "median": float(lv_t.median())},
-           "shared_norm": {"median": float(mu_z.norm(dim=1).median())}}
+    out = {
+        "log_psi": float(module.log_psi.detach()),
+        "own_private_norm": {
+            "median": float(own.median()),
+            "p99": float(own.quantile(0.99)),
+            "max": float(own.max()),
+        },
+        "private_logvar": {"min": float(lv_t.min()), "median": float(lv_t.median())},
+        "shared_norm": {"median": float(mu_z.norm(dim=1).median())},
+    }
     for k in range(mu_t.shape[0]):
         other = mu_t[k][p != k].norm(dim=1)
-        out[f"encoder_{k}_on_others_norm"] = {"median": float(other.median()),
-                                              "max": float(other.max())}
+        out[f"encoder_{k}_on_others_norm"] = {
+            "median": float(other.median()),
+            "max": float(other.max()),
+        }
     return out
 
 
 def main():
-    args = C.parse_args(__doc__.splitlines()[0], lambda p: p.add_argument(
-        "--table2-epochs", type=int, nargs="+", default=None,
-        help="Table 2's Grassy-MNIST alpha = 1 fit, stopped after each of these epochs"))
+    args = C.parse_args(
+        __doc__.splitlines()[0],
+        lambda p: p.add_argument(
+            "--table2-epochs",
+            type=int,
+            nargs="+",
+            default=None,
+            help="Table 2's Grassy-MNIST alpha = 1 fit, stopped after each of these epochs",
+        ),
+    )
     if args.table2_epochs:
         cfg = dict(T2.FULL)
         X, y, _, _, _ = T2.load("grassy_mnist", cfg)
@@ -68,8 +82,7 @@ def main():
         if epochs is None:
             model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
         else:
-            model = T2.make_cpvae("alpha1", "gaussian", config, seed, args.device,
-                                  max_iter=epochs)
+            model = T2.make_cpvae("alpha1", "gaussian", config, seed, args.device, max_iter=epochs)
         model.set_params(verbose=1)
         rec = {"seed": seed, "epochs": epochs, "diverged": None}
         with C.Timer() as t, warnings.catch_warnings():
@@ -78,12 +91,16 @@ def main():
                 model.fit(train[0], train[1])
             except TrainingDivergedError as exc:
                 rec["diverged"] = {"term": exc.term, "epoch": exc.epoch, "message": str(exc)}
-        rec.update(fit_seconds=t.seconds, history=model.history_,
-                   **code_scale(model, train[0][:20000], train[1][:20000]))
+        rec.update(
+            fit_seconds=t.seconds,
+            history=model.history_,
+            **code_scale(model, train[0][:20000], train[1][:20000]),
+        )
         print({k: v for k, v in rec.items() if k != "history"}, flush=True)
         rows.append(rec)
-    C.write_result("diagnose_divergence", {"config": config, "rows": rows,
-                                           "hardware": C.hardware()}, args.tag)
+    C.write_result(
+        "diagnose_divergence", {"config": config, "rows": rows, "hardware": C.hardware()}, args.tag
+    )
 
 
 if __name__ == "__main__":

@@ -76,11 +76,19 @@ def run(name, X, y, likelihood, lr, clip, epochs):
     torch.nn.utils.clip_grad_norm_ = spy_clip
     _training._check_diverged = spy_check
     est = CPVAE(
-        n_shared=8, n_private=4, hidden_layer_sizes=(64,), likelihood=likelihood,
+        n_shared=8,
+        n_private=4,
+        hidden_layer_sizes=(64,),
+        likelihood=likelihood,
         # 1e30: measure the norm, never clip.
-        learning_rate_init=lr, max_grad_norm=clip if clip is not None else 1e30,
-        max_iter=epochs, n_iter_no_change=epochs, batch_size=64, device="cpu",
-        random_state=0, n_importance_samples=4,
+        learning_rate_init=lr,
+        max_grad_norm=clip if clip is not None else 1e30,
+        max_iter=epochs,
+        n_iter_no_change=epochs,
+        batch_size=64,
+        device="cpu",
+        random_state=0,
+        n_importance_samples=4,
     )
     tic = time.perf_counter()
     nan_epoch = None
@@ -96,7 +104,9 @@ def run(name, X, y, likelihood, lr, clip, epochs):
     finite = [r for r in ratios if math.isfinite(r)]
     finite_jumps = [r for r in jumps if math.isfinite(r)]
     return {
-        "data": name, "lr": lr, "max_grad_norm": clip,
+        "data": name,
+        "lr": lr,
+        "max_grad_norm": clip,
         "grad_norm_median": float(np.median(norms)) if norms else None,
         "grad_norm_p99": float(np.percentile(norms, 99)) if norms else None,
         "grad_norm_max": float(np.max(norms)) if norms else None,

@@ -70,9 +70,14 @@ def fig2_reconstructions(model, test, norm, name="fig2_reconstructions.png"):
         model.inverse_transform(codes, part="shared") * scale + mean,
     ]
     path = C.FIGURES / name
-    _grid(rows, ["original", "full", "private\nonly", "shared\nonly"], path,
-          "Grassy-MNIST, held-out rows (digits 0-4 | 5-9): CPVAE reconstructions "
-          "(private-only row: each image on its own grey scale)", scale_rows=(2,))
+    _grid(
+        rows,
+        ["original", "full", "private\nonly", "shared\nonly"],
+        path,
+        "Grassy-MNIST, held-out rows (digits 0-4 | 5-9): CPVAE reconstructions "
+        "(private-only row: each image on its own grey scale)",
+        scale_rows=(2,),
+    )
     return path
 
 
@@ -91,9 +96,13 @@ def fig4_swap(model, test, norm, name="fig4_population_swap.png"):
         model.inverse_transform(own, part="shared") * scale + mean,
     ]
     path = C.FIGURES / name
-    _grid(rows, ["original", "own\nprivate", "other\nprivate", "shared\nonly"], path,
-          "Population swap: rows reconstructed through their own population's private "
-          "encoder/decoder and through the other population's")
+    _grid(
+        rows,
+        ["original", "own\nprivate", "other\nprivate", "shared\nonly"],
+        path,
+        "Population swap: rows reconstructed through their own population's private "
+        "encoder/decoder and through the other population's",
+    )
     return path
 
 
@@ -104,10 +113,13 @@ def fig3_tsne(model, vae, test, name="fig3_tsne.png", seed=0, n_max=1000):
     model.set_params(blocks="both")
     v = vae.transform(X[rows])
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, codes, title in ((axes[0], t, "CPVAE private space (population 0-4)"),
-                             (axes[1], v, "plain VAE latent space (same rows)")):
-        emb = TSNE(n_components=2, init="pca", random_state=seed,
-                   perplexity=30).fit_transform(codes)
+    for ax, codes, title in (
+        (axes[0], t, "CPVAE private space (population 0-4)"),
+        (axes[1], v, "plain VAE latent space (same rows)"),
+    ):
+        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=30).fit_transform(
+            codes
+        )
         for d in range(5):
             m = digits[rows] == d
             ax.scatter(emb[m, 0], emb[m, 1], s=4, label=str(d))
@@ -125,8 +137,11 @@ def fig3_tsne(model, vae, test, name="fig3_tsne.png", seed=0, n_max=1000):
 def draw_all(models, test, norm, variant="anneal", log=print):
     """Fig. 2-4 from fitted models; ``norm = (mean, scale)`` maps codes' decodings back."""
     model = models[variant]
-    for path in (fig2_reconstructions(model, test, norm), fig4_swap(model, test, norm),
-                 fig3_tsne(model, models["vae"], test)):
+    for path in (
+        fig2_reconstructions(model, test, norm),
+        fig4_swap(model, test, norm),
+        fig3_tsne(model, models["vae"], test),
+    ):
         log(f"wrote {path.relative_to(C.ROOT)}")
 
 

@@ -36,8 +36,12 @@ def main():
     ap.add_argument("--variants", default="exact,64,16,4")
     ap.add_argument("--quick", action="store_true", help="2000 rows, 5 epochs, one seed")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--precision", default="float32", choices=["float32", "bf16"],
-                    help="training precision (bf16: autocast; measures its effect on fit)")
+    ap.add_argument(
+        "--precision",
+        default="float32",
+        choices=["float32", "bf16"],
+        help="training precision (bf16: autocast; measures its effect on fit)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="benchmarks/results/mi_quality.json")
     args = ap.parse_args()
@@ -54,9 +58,17 @@ def main():
         for variant in args.variants.split(","):
             m = None if variant == "exact" else int(variant)
             est = CPVAE(
-                n_shared=32, n_private=8, hidden_layer_sizes=(256,), likelihood="bernoulli",
-                batch_size=64, max_iter=args.epochs, n_importance_samples=20,
-                priors="uniform", device=args.device, random_state=seed, mi_samples=m,
+                n_shared=32,
+                n_private=8,
+                hidden_layer_sizes=(256,),
+                likelihood="bernoulli",
+                batch_size=64,
+                max_iter=args.epochs,
+                n_importance_samples=20,
+                priors="uniform",
+                device=args.device,
+                random_state=seed,
+                mi_samples=m,
                 precision=args.precision,
             )
             tic = time.perf_counter()
@@ -69,17 +81,29 @@ def main():
             labels = KMeans(10, n_init=4, random_state=0).fit_predict(shared)
             ari = float(adjusted_rand_score(y_te, labels))
             epoch_s = float(np.median([h["time"] for h in est.history_]))
-            row = dict(seed=seed, mi_samples=m, precision=args.precision, accuracy=acc,
-                       shared_ari=ari,
-                       final_loss=est.loss_curve_[-1], final_mi=est.history_[-1]["mi"],
-                       fit_s=fit_s, median_epoch_s=epoch_s)
+            row = dict(
+                seed=seed,
+                mi_samples=m,
+                precision=args.precision,
+                accuracy=acc,
+                shared_ari=ari,
+                final_loss=est.loss_curve_[-1],
+                final_mi=est.history_[-1]["mi"],
+                fit_s=fit_s,
+                median_epoch_s=epoch_s,
+            )
             rows.append(row)
             print(json.dumps(row), flush=True)
-    meta = dict(n_train=args.n_train, n_test=args.n_test, epochs=args.epochs,
-                threads=torch.get_num_threads(),
-                machine=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count(), torch=torch.__version__,
-                note="shared 2-core machine; times are indicative only")
+    meta = dict(
+        n_train=args.n_train,
+        n_test=args.n_test,
+        epochs=args.epochs,
+        threads=torch.get_num_threads(),
+        machine=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        torch=torch.__version__,
+        note="shared 2-core machine; times are indicative only",
+    )
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(dict(meta=meta, rows=rows), f, indent=1)

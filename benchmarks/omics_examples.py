@@ -114,7 +114,8 @@ def shared_code_methods(params, study_word, invariance):
     }
     for lam in invariance:
         methods[f"CPVAE shared, invariance={lam:g}"] = cpvae_codes(
-            {**params, "shared_invariance": lam})
+            {**params, "shared_invariance": lam}
+        )
     return methods
 
 
@@ -164,19 +165,36 @@ def scatter_grid(panels, bio, study, title, path, bio_name, study_name):
         for i, b in enumerate(bios):
             for j, s in enumerate(studies):
                 sel = (bio == b) & (study == s)
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=12, color=cmap(i % 10),
-                           marker=markers[j % len(markers)], alpha=0.75, linewidths=0)
+                ax.scatter(
+                    xy[sel, 0],
+                    xy[sel, 1],
+                    s=12,
+                    color=cmap(i % 10),
+                    marker=markers[j % len(markers)],
+                    alpha=0.75,
+                    linewidths=0,
+                )
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes.flat[n:]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], color=cmap(i % 10), marker="o", ls="", label=f"{b}")
-               for i, b in enumerate(bios)]
-    handles += [plt.Line2D([], [], color="grey", marker=markers[j % len(markers)], ls="",
-                           label=f"{s}") for j, s in enumerate(studies)]
-    fig.legend(handles=handles, loc="lower center", ncol=min(8, len(handles)), fontsize=7,
-               title=f"colour: {bio_name}; marker: {study_name}", title_fontsize=8)
+    handles = [
+        plt.Line2D([], [], color=cmap(i % 10), marker="o", ls="", label=f"{b}")
+        for i, b in enumerate(bios)
+    ]
+    handles += [
+        plt.Line2D([], [], color="grey", marker=markers[j % len(markers)], ls="", label=f"{s}")
+        for j, s in enumerate(studies)
+    ]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=min(8, len(handles)),
+        fontsize=7,
+        title=f"colour: {bio_name}; marker: {study_name}",
+        title_fontsize=8,
+    )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(handles) > 8), 1, 0.95))
     FIGURES.mkdir(parents=True, exist_ok=True)
@@ -219,11 +237,22 @@ def run_quartet(args):
     d = load("quartet_multiomics")
     if d is None:
         return None
-    payload = {"data": "quartet_multiomics", "populations": "batch (4 per omics)",
-               "biology": "donor (D5, D6, F7, M8)", "omics": {}}
+    payload = {
+        "data": "quartet_multiomics",
+        "populations": "batch (4 per omics)",
+        "biology": "donor (D5, D6, F7, M8)",
+        "omics": {},
+    }
     epochs = 150 if args.quick else 400
-    params = dict(n_private=2, hidden_layer_sizes=(64,), batch_size=12, max_iter=epochs,
-                  n_iter_no_change=epochs, n_importance_samples=16, learning_rate_init=1e-3)
+    params = dict(
+        n_private=2,
+        hidden_layer_sizes=(64,),
+        batch_size=12,
+        max_iter=epochs,
+        n_iter_no_change=epochs,
+        n_importance_samples=16,
+        learning_rate_init=1e-3,
+    )
     for omic in ("prot", "meta"):
         x = d[f"{omic}_X"].astype(np.float64)
         bio, study = d[f"{omic}_donor"], d[f"{omic}_batch"]
@@ -246,19 +275,32 @@ def run_quartet(args):
                         extra = {
                             "leakage_report": rep,
                             "variance_explained_overall": {
-                                **ve["overall"], "classes": ve["classes"],
+                                **ve["overall"],
+                                "classes": ve["classes"],
                             },
                         }
             per[name] = folds
         summary = summarise(per)
-        print(f"\nquartet {omic}: {x.shape}, populations = batch, biology = donor "
-              f"(mean ± sd over {args.seeds} seeds)")
+        print(
+            f"\nquartet {omic}: {x.shape}, populations = batch, biology = donor "
+            f"(mean ± sd over {args.seeds} seeds)"
+        )
         print(table(summary, ["ari", "nmi", "silhouette", "bio_probe", "study_probe"]))
-        payload["omics"][omic] = {"shape": list(x.shape), "summary": summary,
-                                  "per_seed": per, **extra}
-        scatter_grid(panels, bio, study,
-                     f"Quartet {omic}: 3-d codes (2 PCs shown), all {len(x)} samples",
-                     FIGURES / f"omics_quartet_{omic}.png", "donor", "batch")
+        payload["omics"][omic] = {
+            "shape": list(x.shape),
+            "summary": summary,
+            "per_seed": per,
+            **extra,
+        }
+        scatter_grid(
+            panels,
+            bio,
+            study,
+            f"Quartet {omic}: 3-d codes (2 PCs shown), all {len(x)} samples",
+            FIGURES / f"omics_quartet_{omic}.png",
+            "donor",
+            "batch",
+        )
     write("quartet", payload)
     return payload
 
@@ -277,8 +319,14 @@ def run_mice(args):
     geno = d["genotype"][rows]
     mouse = d["mouse_id"][rows]
     epochs = 60 if args.quick else 200
-    params = dict(n_private=2, hidden_layer_sizes=(64,), batch_size=32, max_iter=epochs,
-                  n_iter_no_change=epochs, n_importance_samples=16)
+    params = dict(
+        n_private=2,
+        hidden_layer_sizes=(64,),
+        batch_size=32,
+        max_iter=epochs,
+        n_iter_no_change=epochs,
+        n_importance_samples=16,
+    )
     methods = {
         "PCA (target)": "pca",
         "centred PCA (per population)": "cpca_centre",
@@ -311,7 +359,8 @@ def run_mice(args):
                 cpca_alphas.append(alpha)
             else:
                 fn = cpvae_codes(
-                    {**params, "no_private_populations": ["background"]}, "private",
+                    {**params, "no_private_populations": ["background"]},
+                    "private",
                     missing="mask" if kind == "cvae" else "error",
                 )
                 xt, xe = (x_tr, x_te) if kind == "cvae" else (mean_impute(x_tr), mean_impute(x_te))
@@ -324,16 +373,32 @@ def run_mice(args):
         if fold == 0:
             fold0 = (geno[te][te_t], pop[te][te_t])
     summary = summarise(per)
-    print("\nmice protein, contrastive set-up (target: S/C saline, both genotypes; "
-          "background: C/S saline controls); metrics of genotype on held-out mice "
-          "(3 folds by mouse_id)")
+    print(
+        "\nmice protein, contrastive set-up (target: S/C saline, both genotypes; "
+        "background: C/S saline controls); metrics of genotype on held-out mice "
+        "(3 folds by mouse_id)"
+    )
     print(table(summary, ["ari", "nmi", "silhouette", "bio_probe"]))
-    write("mice", {"data": "mice_protein", "setup": "cPCA notebook target/background",
-                   "split": "GroupKFold(3) by mouse_id; metrics on held-out target rows",
-                   "summary": summary, "per_fold": per, "cpca_alpha_chosen": cpca_alphas})
-    scatter_grid(panels, fold0[0], fold0[1],
-                 "Mice protein: held-out target mice (fold 1), genotype recovery",
-                 FIGURES / "omics_mice.png", "genotype", "population")
+    write(
+        "mice",
+        {
+            "data": "mice_protein",
+            "setup": "cPCA notebook target/background",
+            "split": "GroupKFold(3) by mouse_id; metrics on held-out target rows",
+            "summary": summary,
+            "per_fold": per,
+            "cpca_alpha_chosen": cpca_alphas,
+        },
+    )
+    scatter_grid(
+        panels,
+        fold0[0],
+        fold0[1],
+        "Mice protein: held-out target mice (fold 1), genotype recovery",
+        FIGURES / "omics_mice.png",
+        "genotype",
+        "population",
+    )
     return summary
 
 
@@ -361,8 +426,13 @@ def contrastive_pca(fg, bg, x_eval, labels):
         def project(a):
             w, v = np.linalg.eigh(c_fg - a * c_bg)
             return x_eval @ v[:, np.argsort(-w)[:2]]
-    best = max(alphas, key=lambda a: adjusted_rand_score(
-        labels, KMeans(2, n_init=10, random_state=0).fit_predict(project(a))))
+
+    best = max(
+        alphas,
+        key=lambda a: adjusted_rand_score(
+            labels, KMeans(2, n_init=10, random_state=0).fit_predict(project(a))
+        ),
+    )
     return project(best), float(best)
 
 
@@ -378,8 +448,14 @@ def run_heart(args):
     site = d["site_names"][d["site"]]
     disease = np.where(d["num"] > 0, "disease", "no disease")
     epochs = 60 if args.quick else 200
-    params = dict(n_private=2, hidden_layer_sizes=(64,), batch_size=32, max_iter=epochs,
-                  n_iter_no_change=epochs, n_importance_samples=16)
+    params = dict(
+        n_private=2,
+        hidden_layer_sizes=(64,),
+        batch_size=32,
+        max_iter=epochs,
+        n_iter_no_change=epochs,
+        n_importance_samples=16,
+    )
     methods = shared_code_methods(params, "site", args.invariance)
     strata = np.char.add(site.astype(str), disease.astype(str))
     per = {m: [] for m in methods}
@@ -399,18 +475,37 @@ def run_heart(args):
                 if name == "CPVAE shared":
                     ve = variance_explained(fn.model, x_te, site[te])
                     ve["features"] = names
-                    extra = {"leakage_report": leakage_report(fn.model, x_te, site[te]),
-                             "variance_explained": ve}
+                    extra = {
+                        "leakage_report": leakage_report(fn.model, x_te, site[te]),
+                        "variance_explained": ve,
+                    }
         if fold == 0:
             fold0 = (disease[te], site[te])
     summary = summarise(per)
-    print("\nheart disease, populations = 4 hospitals, biology = disease (num > 0); "
-          "held-out rows of 3 stratified folds")
+    print(
+        "\nheart disease, populations = 4 hospitals, biology = disease (num > 0); "
+        "held-out rows of 3 stratified folds"
+    )
     print(table(summary, ["ari", "nmi", "silhouette", "bio_probe", "study_probe"]))
-    write("heart", {"data": "heart_disease_multisite", "summary": summary, "per_fold": per,
-                    "features": names, **extra})
-    scatter_grid(panels, fold0[0], fold0[1], "Heart disease: held-out rows (fold 1)",
-                 FIGURES / "omics_heart.png", "diagnosis", "site")
+    write(
+        "heart",
+        {
+            "data": "heart_disease_multisite",
+            "summary": summary,
+            "per_fold": per,
+            "features": names,
+            **extra,
+        },
+    )
+    scatter_grid(
+        panels,
+        fold0[0],
+        fold0[1],
+        "Heart disease: held-out rows (fold 1)",
+        FIGURES / "omics_heart.png",
+        "diagnosis",
+        "site",
+    )
     return summary
 
 
@@ -424,7 +519,8 @@ def markdown_report():
         payload = json.loads(path.read_text())
         blocks = (
             [(f"{name} {o}", v["summary"]) for o, v in payload["omics"].items()]
-            if name == "quartet" else [(name, payload["summary"])]
+            if name == "quartet"
+            else [(name, payload["summary"])]
         )
         for title, summary in blocks:
             present = [k for k in keys if any(k in m for m in summary.values())]
@@ -432,19 +528,27 @@ def markdown_report():
             print("| method | " + " | ".join(present) + " |")
             print("|---|" + "---:|" * len(present))
             for method, metrics in summary.items():
-                cells = [f"{metrics[k][0]:.2f} ± {metrics[k][1]:.2f}" if k in metrics else "–"
-                         for k in present]
+                cells = [
+                    f"{metrics[k][0]:.2f} ± {metrics[k][1]:.2f}" if k in metrics else "–"
+                    for k in present
+                ]
                 print(f"| {method} | " + " | ".join(cells) + " |")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("which", nargs="?", default="all",
-                    choices=["all", "quartet", "mice", "heart", "report"])
+    ap.add_argument(
+        "which", nargs="?", default="all", choices=["all", "quartet", "mice", "heart", "report"]
+    )
     ap.add_argument("--quick", action="store_true", help="fewer epochs (smoke run)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for quartet (no held-out split)")
-    ap.add_argument("--invariance", type=float, nargs="*", default=[1.0, 10.0],
-                    help="shared_invariance weights to compare against 0")
+    ap.add_argument(
+        "--invariance",
+        type=float,
+        nargs="*",
+        default=[1.0, 10.0],
+        help="shared_invariance weights to compare against 0",
+    )
     args = ap.parse_args(argv)
     if args.which == "report":
         markdown_report()

@@ -41,27 +41,46 @@ def main():
     rows = []
     for seed in range(3):
         X, y, _, _ = make_populations(n_per_pop=600, random_state=seed)
-        X, X_test, y, y_test = train_test_split(X, y, test_size=0.5, stratify=y,
-                                                random_state=seed)
+        X, X_test, y, y_test = train_test_split(X, y, test_size=0.5, stratify=y, random_state=seed)
         scaler = StandardScaler().fit(X)
         X, X_test = scaler.transform(X), scaler.transform(X_test)
         idx = (y_test == "pop1").astype(int)
         for objective in ("mi", "elbo"):
             model = CPVAE(
-                n_shared=2, n_private=2, hidden_layer_sizes=(32,), max_iter=60, batch_size=32,
-                n_importance_samples=16, objective=objective, device="cpu", random_state=seed,
+                n_shared=2,
+                n_private=2,
+                hidden_layer_sizes=(32,),
+                max_iter=60,
+                batch_size=32,
+                n_importance_samples=16,
+                objective=objective,
+                device="cpu",
+                random_state=seed,
             ).fit(X, y)
             acc = {}
             for prior in ("standard", "aggregate"):
                 acc[prior] = float(model.set_params(private_prior=prior).score(X_test, y_test))
             own, other = own_and_other_kl(model, X_test, idx)
-            rows.append(dict(seed=seed, objective=objective, kl_own=own, kl_other=other,
-                             acc_standard=acc["standard"], acc_aggregate=acc["aggregate"]))
-            print(f"seed {seed} {objective:4s}  KL(q_k||N(0,I)) own {own:6.2f}  other {other:5.2f}"
-                  f"  accuracy: standard {acc['standard']:.3f}  aggregate {acc['aggregate']:.3f}")
+            rows.append(
+                dict(
+                    seed=seed,
+                    objective=objective,
+                    kl_own=own,
+                    kl_other=other,
+                    acc_standard=acc["standard"],
+                    acc_aggregate=acc["aggregate"],
+                )
+            )
+            print(
+                f"seed {seed} {objective:4s}  KL(q_k||N(0,I)) own {own:6.2f}  other {other:5.2f}"
+                f"  accuracy: standard {acc['standard']:.3f}  aggregate {acc['aggregate']:.3f}"
+            )
     out = Path(__file__).parent / "results" / "private_prior.json"
-    out.write_text(json.dumps(dict(rows=rows, torch=torch.__version__,
-                                   date=time.strftime("%Y-%m-%d")), indent=1))
+    out.write_text(
+        json.dumps(
+            dict(rows=rows, torch=torch.__version__, date=time.strftime("%Y-%m-%d")), indent=1
+        )
+    )
     print(f"wrote {out}")
 
 

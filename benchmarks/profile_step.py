@@ -35,9 +35,19 @@ blocks = torch.arange(K * 2000).view(K, 2000)
 
 def step(i):
     start = (i * M) % (2000 - M)
-    rows = blocks[:, start:start + M].reshape(-1)
-    t = batch_terms(mod, x[rows], pops, counts, sizes, objective="mi", mi_weight=1.0,
-                    generator=g, balanced=True, mi_samples=MS)
+    rows = blocks[:, start : start + M].reshape(-1)
+    t = batch_terms(
+        mod,
+        x[rows],
+        pops,
+        counts,
+        sizes,
+        objective="mi",
+        mi_weight=1.0,
+        generator=g,
+        balanced=True,
+        mi_samples=MS,
+    )
     opt.zero_grad()
     t.loss.backward()
     opt.step()
@@ -54,8 +64,10 @@ tic = time.perf_counter()
 for i in range(10):
     step(i)
 dt = (time.perf_counter() - tic) / 10
-print(f"K={K} M={M} mi_samples={MS} threads={torch.get_num_threads()} step {dt * 1e3:.1f} ms, "
-      f"{K * M / dt:.0f} samples/s, GEMM {gemm:.0f} GFLOP/s")
+print(
+    f"K={K} M={M} mi_samples={MS} threads={torch.get_num_threads()} step {dt * 1e3:.1f} ms, "
+    f"{K * M / dt:.0f} samples/s, GEMM {gemm:.0f} GFLOP/s"
+)
 if len(sys.argv) > 2:
     from torch.profiler import profile
 

@@ -40,22 +40,40 @@ def main():
     y_te = d["y_test"][:1000]
     mean, scale = X.mean(0), X.std()
     rows = []
-    for name, (a, b) in {"raw": (X, X_te),
-                         "standardised": ((X - mean) / scale, (X_te - mean) / scale)}.items():
+    for name, (a, b) in {
+        "raw": (X, X_te),
+        "standardised": ((X - mean) / scale, (X_te - mean) / scale),
+    }.items():
         for objective, alpha in (("elbo", 1.0), ("mi", 1.0)):
             tic = time.perf_counter()
-            model = CPVAE(n_shared=100, n_private=25, hidden_layer_sizes=(256,),
-                          objective=objective, mi_weight=alpha, max_iter=args.epochs,
-                          batch_size=16, n_importance_samples=16, random_state=0).fit(a, y)
+            model = CPVAE(
+                n_shared=100,
+                n_private=25,
+                hidden_layer_sizes=(256,),
+                objective=objective,
+                mi_weight=alpha,
+                max_iter=args.epochs,
+                batch_size=16,
+                n_importance_samples=16,
+                random_state=0,
+            ).fit(a, y)
             acc = float(model.score(b, y_te))
-            rows.append(dict(input=name, objective=objective, accuracy=acc,
-                             psi=float(np.exp(model.module_.log_psi.item())),
-                             seconds=time.perf_counter() - tic))
-            print(f"{name:13s} {objective:4s} accuracy {acc:.3f}  psi {rows[-1]['psi']:.4f}"
-                  f"  ({rows[-1]['seconds']:.0f} s)", flush=True)
+            rows.append(
+                dict(
+                    input=name,
+                    objective=objective,
+                    accuracy=acc,
+                    psi=float(np.exp(model.module_.log_psi.item())),
+                    seconds=time.perf_counter() - tic,
+                )
+            )
+            print(
+                f"{name:13s} {objective:4s} accuracy {acc:.3f}  psi {rows[-1]['psi']:.4f}"
+                f"  ({rows[-1]['seconds']:.0f} s)",
+                flush=True,
+            )
     out = Path(__file__).parent / "results" / "raw_scale_check.json"
-    out.write_text(json.dumps(dict(epochs=args.epochs, n_train=args.n_train, rows=rows),
-                              indent=1))
+    out.write_text(json.dumps(dict(epochs=args.epochs, n_train=args.n_train, rows=rows), indent=1))
     print(f"wrote {out}")
 
 

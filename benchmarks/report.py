@@ -1,6 +1,6 @@
 """Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/*.json``.
 
-    PYTHONPATH=. python benchmarks/report.py [--suffix _full_merged _mnist_1000 ...]
+PYTHONPATH=. python benchmarks/report.py [--suffix _full_merged _mnist_1000 ...]
 """
 
 import argparse
@@ -11,10 +11,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
-PAPER_T1 = {"vae": (".1881", "—"), "no_mi": (".0306", ".1926"), "alpha1": (".0031", ".2281"),
-            "anneal": ("—", "—"), "pca": ("≈ .003 (cPCA paper)", "—"), "pixels": ("—", "—")}
-NAMES = {"pixels": "KMeans on raw pixels", "pca": "KMeans on PCA (100)", "vae": "VAE",
-         "no_mi": "CPVAE, No MI", "alpha1": "CPVAE, α = 1", "anneal": "CPVAE, α annealed"}
+PAPER_T1 = {
+    "vae": (".1881", "—"),
+    "no_mi": (".0306", ".1926"),
+    "alpha1": (".0031", ".2281"),
+    "anneal": ("—", "—"),
+    "pca": ("≈ .003 (cPCA paper)", "—"),
+    "pixels": ("—", "—"),
+}
+NAMES = {
+    "pixels": "KMeans on raw pixels",
+    "pca": "KMeans on PCA (100)",
+    "vae": "VAE",
+    "no_mi": "CPVAE, No MI",
+    "alpha1": "CPVAE, α = 1",
+    "anneal": "CPVAE, α annealed",
+}
 
 
 def ms(d, fmt=".4f"):
@@ -34,9 +46,12 @@ def table1(res):
             continue
         e = s[name]
         priv = e.get("private")
-        au = (f"{e['au_shared']['mean']:.1f} / "
-              + (f"{e['au_private']['mean']:.1f}" if "au_private" in e else "—")
-              if "au_shared" in e else "—")
+        au = (
+            f"{e['au_shared']['mean']:.1f} / "
+            + (f"{e['au_private']['mean']:.1f}" if "au_private" in e else "—")
+            if "au_shared" in e
+            else "—"
+        )
         label = NAMES[name]
         if e.get("n_seeds", len(res["seeds"])) < len(res["seeds"]):
             label += f" ({e['n_seeds']} of {len(res['seeds'])} seeds)"
@@ -46,10 +61,16 @@ def table1(res):
             f"{ms(e['shared']['nmi'], '.3f')} | {ms(priv['nmi'], '.3f') if priv else '—'} | "
             f"{ms(e['shared']['silhouette'], '.3f')} | "
             f"{ms(priv['silhouette'], '.3f') if priv else '—'} | {au} | "
-            + (f"{ms(e['grass_r2_shared_only'], '.3f')} | " if "grass_r2_shared_only" in e
-               else "— | ")
-            + (f"{ms(e['digit_r2_private_only'], '.3f')} | " if "digit_r2_private_only" in e
-               else "— | ")
+            + (
+                f"{ms(e['grass_r2_shared_only'], '.3f')} | "
+                if "grass_r2_shared_only" in e
+                else "— | "
+            )
+            + (
+                f"{ms(e['digit_r2_private_only'], '.3f')} | "
+                if "digit_r2_private_only" in e
+                else "— | "
+            )
             + (f"{e['fit_seconds']['mean']:.0f} |" if "fit_seconds" in e else "— |")
         )
         if "incl_diverged" in e:
@@ -86,28 +107,36 @@ def table2(res):
             f"| {label} | {e['likelihood']} | {e['n_train']} / {e['n_test']} | "
             f"{pair('anneal')} | {pair('alpha1')} | {pair('no_mi')} | "
             f"{' / '.join(map(str, paper)) if paper else '—'} | "
-            + (f"{100 * s['cnn']['mean']:.1f} | {100 * s['logreg']['mean']:.1f} |"
-               if "cnn" in s else "— | — |")
+            + (
+                f"{100 * s['cnn']['mean']:.1f} | {100 * s['logreg']['mean']:.1f} |"
+                if "cnn" in s
+                else "— | — |"
+            )
         )
     return "\n".join(lines)
 
 
 def sweep(res):
-    lines = ["| final α | ramp epochs | val. accuracy (std / agg) | shared ARI | private ARI | "
-             "AU shared / private | grass R² shared-only |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| final α | ramp epochs | val. accuracy (std / agg) | shared ARI | private ARI | "
+        "AU shared / private | grass R² shared-only |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in sorted(res["rows"], key=lambda r: (r["alpha_final"], r["ramp_epochs"])):
         lines.append(
             f"| {r['alpha_final']:g} | {r['ramp_epochs'] if r['alpha_final'] != 1 else 0} | "
             f"{100 * r['val_accuracy_standard']:.1f} / {100 * r['val_accuracy_aggregate']:.1f} | "
             f"{r['shared']['ari']:.4f} | {r['private']['ari']:.4f} | "
-            f"{r['au_shared']} / {r['au_private']:.1f} | {r['grass_r2_shared_only']:.3f} |")
+            f"{r['au_shared']} / {r['au_private']:.1f} | {r['grass_r2_shared_only']:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--suffix", nargs="+", default=["_quick"],
-                   help="results files named <table><suffix>*.json")
+    p.add_argument(
+        "--suffix", nargs="+", default=["_quick"], help="results files named <table><suffix>*.json"
+    )
     args = p.parse_args()
     for name, fn in (("anneal_sweep", sweep), ("table1", table1), ("table2", table2)):
         paths = {q for suffix in args.suffix for q in C.RESULTS.glob(f"{name}{suffix}*.json")}

@@ -91,8 +91,14 @@ def main(argv=None):
     can_reset = reset_peak()
 
     model = CPVAE(
-        n_shared=10, n_private=5, likelihood="poisson", hidden_layer_sizes=(32,),
-        batch_size=64, max_iter=args.epochs, n_importance_samples=4, device="cpu",
+        n_shared=10,
+        n_private=5,
+        likelihood="poisson",
+        hidden_layer_sizes=(32,),
+        batch_size=64,
+        max_iter=args.epochs,
+        n_importance_samples=4,
+        device="cpu",
         random_state=0,
     )
     tic = time.perf_counter()
@@ -108,13 +114,22 @@ def main(argv=None):
     peak = peak_rss_bytes()
 
     result = {
-        "rows": args.rows, "cols": args.cols, "density": args.density,
-        "nnz": int(X.nnz), "csr_gib": csr_bytes / GIB, "dense_float32_gib": dense_bytes / GIB,
-        "budget_gib": args.budget_gib, "rss_before_fit_gib": before / GIB,
-        "peak_rss_gib": peak / GIB, "peak_reset_before_fit": can_reset,
+        "rows": args.rows,
+        "cols": args.cols,
+        "density": args.density,
+        "nnz": int(X.nnz),
+        "csr_gib": csr_bytes / GIB,
+        "dense_float32_gib": dense_bytes / GIB,
+        "budget_gib": args.budget_gib,
+        "rss_before_fit_gib": before / GIB,
+        "peak_rss_gib": peak / GIB,
+        "peak_reset_before_fit": can_reset,
         "peak_over_before_fit_gib": (peak - before) / GIB,
-        "epochs": model.n_iter_, "build_s": build_s, "fit_s": fit_s,
-        "transform_predict_20k_s": infer_s, "codes_shape": list(codes.shape),
+        "epochs": model.n_iter_,
+        "build_s": build_s,
+        "fit_s": fit_s,
+        "transform_predict_20k_s": infer_s,
+        "codes_shape": list(codes.shape),
         "predicted_fraction_pop0": float(np.mean(pred == 0)),
         "within_budget": peak / GIB <= args.budget_gib,
     }

@@ -30,13 +30,17 @@ def merge(results, names):
         # the module's default of the day, not necessarily today's.
         schedule = res.get("anneal_schedule")
         for run in res["runs"]:
-            rec = by_seed.setdefault(run["seed"], {"seed": run["seed"], "fit_seconds": {},
-                                                   "source": {}})
+            rec = by_seed.setdefault(
+                run["seed"], {"seed": run["seed"], "fit_seconds": {}, "source": {}}
+            )
             for model in (*MODELS, *BASELINES):
                 if model in run:
                     rec[model] = run[model]
-                    rec["source"][model] = {"file": name, "device": res.get("device"),
-                                            "anneal_schedule": schedule}
+                    rec["source"][model] = {
+                        "file": name,
+                        "device": res.get("device"),
+                        "anneal_schedule": schedule,
+                    }
                     if model in run["fit_seconds"]:
                         rec["fit_seconds"][model] = run["fit_seconds"][model]
                     if model in run.get("diverged", {}):
@@ -48,9 +52,15 @@ def merge(results, names):
     if missing:
         raise ValueError(f"no result for (seed, model): {missing}")
     summary = T1.summarise(runs)
-    return {"config": results[0]["config"], "seeds": sorted(by_seed), "runs": runs,
-            "summary": summary, "orderings": T1.check_orderings(summary), "mode": "merged",
-            **C.merge_provenance(results, names)}
+    return {
+        "config": results[0]["config"],
+        "seeds": sorted(by_seed),
+        "runs": runs,
+        "summary": summary,
+        "orderings": T1.check_orderings(summary),
+        "mode": "merged",
+        **C.merge_provenance(results, names),
+    }
 
 
 def main():

@@ -26,10 +26,18 @@ import _common as C  # noqa: E402
 
 from sklearn_cpvae import CPVAE, VAE, TrainingDivergedError  # noqa: E402
 
-QUICK = dict(n_train=1500, n_test=600, hidden=(128,), max_iter=15, batch_size=64, lr=1e-3,
-             standardise=True)
-FULL = dict(n_train=None, n_test=None, hidden=(256,), max_iter=100, batch_size=64, lr=1e-3,
-            standardise=True)
+QUICK = dict(
+    n_train=1500, n_test=600, hidden=(128,), max_iter=15, batch_size=64, lr=1e-3, standardise=True
+)
+FULL = dict(
+    n_train=None,
+    n_test=None,
+    hidden=(256,),
+    max_iter=100,
+    batch_size=64,
+    lr=1e-3,
+    standardise=True,
+)
 N_SHARED, N_PRIVATE = 100, 25
 VARIANTS = ("no_mi", "alpha1", "anneal")
 
@@ -42,21 +50,33 @@ def make_models(cfg, seed, device, names=("vae", *VARIANTS), schedule=None):
     ``schedule`` is ``(final alpha, ramp fraction)`` of the annealed variant.
     """
     final, fraction = schedule or (C.ANNEAL_FINAL, C.ANNEAL_FRACTION)
-    common = dict(hidden_layer_sizes=cfg["hidden"], max_iter=cfg["max_iter"], tol=0.0,
-                  n_iter_no_change=cfg["max_iter"], learning_rate_init=cfg["lr"],
-                  device=device, random_state=seed)
+    common = dict(
+        hidden_layer_sizes=cfg["hidden"],
+        max_iter=cfg["max_iter"],
+        tol=0.0,
+        n_iter_no_change=cfg["max_iter"],
+        learning_rate_init=cfg["lr"],
+        device=device,
+        random_state=seed,
+    )
     models = {"vae": VAE(n_components=N_SHARED, batch_size=2 * cfg["batch_size"], **common)}
     for v in VARIANTS:
-        models[v] = CPVAE(N_SHARED, N_PRIVATE, batch_size=cfg["batch_size"],
-                          n_importance_samples=10,
-                          **C.variant_params(v, cfg["max_iter"], final, fraction), **common)
+        models[v] = CPVAE(
+            N_SHARED,
+            N_PRIVATE,
+            batch_size=cfg["batch_size"],
+            n_importance_samples=10,
+            **C.variant_params(v, cfg["max_iter"], final, fraction),
+            **common,
+        )
     return {name: m for name, m in models.items() if name in names}
 
 
 def per_population(codes, pops, digits, seed):
     """Cluster scores within each population, averaged over populations."""
-    rows = [C.cluster_scores(codes[pops == k], digits[pops == k], 5, seed)
-            for k in np.unique(pops)]
+    rows = [
+        C.cluster_scores(codes[pops == k], digits[pops == k], 5, seed) for k in np.unique(pops)
+    ]
     return {m: float(np.mean([r[m] for r in rows])) for m in rows[0]}
 
 
@@ -100,7 +120,8 @@ def evaluate(name, model, data):
     zt = np.hstack([z, t])
     out["grass_r2_shared_only"] = C.explained(model.inverse_transform(zt, part="shared"), G)
     out["digit_r2_private_only"] = C.explained(
-        model.inverse_transform(zt, pops, part="private"), D)
+        model.inverse_transform(zt, pops, part="private"), D
+    )
     out["digit_r2_full"] = C.explained(model.inverse_transform(zt, pops, part="full"), D)
     return out
 
@@ -115,11 +136,12 @@ def linear_baselines(train, test, seed):
     }
 
 
-def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS),
-        schedule=None):
+def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS), schedule=None):
     train, test, norm = prepare(cfg)
-    log(f"Grassy-MNIST train {train[0].shape}, test {test[0].shape}, "
-        f"standardised={cfg['standardise']} (scale {norm[1]:.4f})")
+    log(
+        f"Grassy-MNIST train {train[0].shape}, test {test[0].shape}, "
+        f"standardised={cfg['standardise']} (scale {norm[1]:.4f})"
+    )
     runs = []
     for seed in seeds:
         rec = {"seed": seed, "fit_seconds": {}}
@@ -133,9 +155,12 @@ def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS),
                     # Good weights are restored (exc.restored_epoch) and the model is
                     # fitted: score it, and keep the record of what happened.
                     rec.setdefault("diverged", {})[name] = {
-                        "message": str(exc), "term": exc.term, "epoch": exc.epoch,
+                        "message": str(exc),
+                        "term": exc.term,
+                        "epoch": exc.epoch,
                         "restored_epoch": exc.restored_epoch,
-                        "history_tail": model.history_[-3:]}
+                        "history_tail": model.history_[-3:],
+                    }
                     log(f"seed {seed} {name}: {exc}")
             rec["fit_seconds"][name] = t.seconds
             rec[name] = evaluate(name, model, test)
@@ -174,10 +199,17 @@ def summarise(runs):
         entry = {"n_seeds": len(ok)}
         for space in ("shared", "private"):
             if space in first:
-                entry[space] = {m: C.mean_sd([r[name][space][m] for r in ok])
-                                for m in ("ari", "nmi", "silhouette")}
-        for key in ("au_shared", "au_private", "grass_r2_shared_only",
-                    "digit_r2_private_only", "digit_r2_full"):
+                entry[space] = {
+                    m: C.mean_sd([r[name][space][m] for r in ok])
+                    for m in ("ari", "nmi", "silhouette")
+                }
+        for key in (
+            "au_shared",
+            "au_private",
+            "grass_r2_shared_only",
+            "digit_r2_private_only",
+            "digit_r2_full",
+        ):
             if first.get(key) is not None:
                 entry[key] = C.mean_sd([r[name][key] for r in ok])
         if name in ok[0]["fit_seconds"]:
@@ -186,7 +218,8 @@ def summarise(runs):
         if len(every) > len(ok) and "private" in first:
             entry["incl_diverged"] = {"n_seeds": len(every)} | {
                 f"{space}_ari": C.mean_sd([r[name][space]["ari"] for r in every])
-                for space in ("shared", "private")}
+                for space in ("shared", "private")
+            }
         out[name] = entry
     return out
 
@@ -212,22 +245,41 @@ def check_orderings(summary):
 
 def main():
     def extra(p):
-        p.add_argument("--raw", action="store_true",
-                       help="no standardisation (shows the collapse it prevents)")
-        p.add_argument("--models", nargs="+", default=["vae", *VARIANTS],
-                       choices=["vae", *VARIANTS], help="fit only these models")
+        p.add_argument(
+            "--raw",
+            action="store_true",
+            help="no standardisation (shows the collapse it prevents)",
+        )
+        p.add_argument(
+            "--models",
+            nargs="+",
+            default=["vae", *VARIANTS],
+            choices=["vae", *VARIANTS],
+            help="fit only these models",
+        )
         p.add_argument("--no-figures", action="store_true", help="do not redraw Fig. 2-4")
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
     cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw)
     schedule = (args.anneal_final, args.anneal_fraction)
     with C.Timer() as t:
-        result = run(cfg, args.seeds, args.device, figures=not args.no_figures,
-                     names=args.models, schedule=schedule)
+        result = run(
+            cfg,
+            args.seeds,
+            args.device,
+            figures=not args.no_figures,
+            names=args.models,
+            schedule=schedule,
+        )
     if {"vae", *VARIANTS} <= set(args.models):
         result["orderings"] = check_orderings(result["summary"])
-    result.update(mode="quick" if args.quick else "full", device=args.device,
-                  anneal_schedule=schedule, wall_seconds=t.seconds, hardware=C.hardware())
+    result.update(
+        mode="quick" if args.quick else "full",
+        device=args.device,
+        anneal_schedule=schedule,
+        wall_seconds=t.seconds,
+        hardware=C.hardware(),
+    )
     print("orderings:", result.get("orderings"))
     print(f"wall time {t.seconds:.0f}s")
     C.write_result("table1" + ("_quick" if args.quick else ""), result, args.tag)

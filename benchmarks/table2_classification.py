@@ -30,17 +30,36 @@ import _common as C  # noqa: E402
 from sklearn_cpvae import CPVAE, TrainingDivergedError  # noqa: E402
 from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
 
-QUICK = dict(n_train_per_class=100, n_test_per_class=50, hidden=(128,), max_iter=30,
-             batch_size=16, lr=1e-3, n_importance_samples=10, cnn_epochs=15)
+QUICK = dict(
+    n_train_per_class=100,
+    n_test_per_class=50,
+    hidden=(128,),
+    max_iter=30,
+    batch_size=16,
+    lr=1e-3,
+    n_importance_samples=10,
+    cnn_epochs=15,
+)
 # Full size: M = 64 rows per population per step as in Table 1 (the quick mode's 16 suits
 # its 100 rows per class; at 6,000 per class it would only multiply the steps by four).
-FULL = dict(n_train_per_class=None, n_test_per_class=None, hidden=(256,), max_iter=100,
-            batch_size=64, lr=1e-3, n_importance_samples=50, cnn_epochs=50)
+FULL = dict(
+    n_train_per_class=None,
+    n_test_per_class=None,
+    hidden=(256,),
+    max_iter=100,
+    batch_size=64,
+    lr=1e-3,
+    n_importance_samples=50,
+    cnn_epochs=50,
+)
 N_SHARED, N_PRIVATE = 100, 25
 VARIANTS = ("anneal", "alpha1", "no_mi")
 DATASETS = ("mnist", "grassy_mnist", "cifar10_jpeg", "fashion_mnist", "mnist_bernoulli")
-PAPER = {"mnist": (99.5, 98.2, 97.3, 99.6), "grassy_mnist": (77.5, 75.1, 70.5, 85.7),
-         "cifar10_jpeg": (76.2, 47.9, 42.2, 84.1)}
+PAPER = {
+    "mnist": (99.5, 98.2, 97.3, 99.6),
+    "grassy_mnist": (77.5, 75.1, 70.5, 85.7),
+    "cifar10_jpeg": (76.2, 47.9, 42.2, 84.1),
+}
 
 
 def _subset(X, y, n_per_class, seed):
@@ -93,9 +112,14 @@ class SmallCNN(nn.Module):
     def __init__(self, channels=1, side=28, n_classes=10):
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(channels, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(32 * (side // 4) ** 2, n_classes),
+            nn.Conv2d(channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * (side // 4) ** 2, n_classes),
         )
 
     def forward(self, x):
@@ -110,11 +134,20 @@ def cnn_accuracy(data, cfg, seed, device):
     # here, in a benchmark script, is what makes the reference reproducible.
     torch.manual_seed(seed)
     net = NeuralNetClassifier(
-        SmallCNN, module__channels=shape[0], module__side=shape[1], max_epochs=cfg["cnn_epochs"],
+        SmallCNN,
+        module__channels=shape[0],
+        module__side=shape[1],
+        max_epochs=cfg["cnn_epochs"],
         # The module returns logits: cross-entropy, not skorch's default NLLLoss (which
         # expects probabilities).
-        criterion=nn.CrossEntropyLoss, lr=1e-3, optimizer=torch.optim.Adam, batch_size=64,
-        train_split=None, verbose=0, device=device, iterator_train__shuffle=True,
+        criterion=nn.CrossEntropyLoss,
+        lr=1e-3,
+        optimizer=torch.optim.Adam,
+        batch_size=64,
+        train_split=None,
+        verbose=0,
+        device=device,
+        iterator_train__shuffle=True,
     )
     net.fit(X.reshape(-1, *shape), y)
     return float(np.mean(net.predict(Xt.reshape(-1, *shape)) == yt))
@@ -132,10 +165,19 @@ def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=Non
     """Table 2's CPVAE for one variant; ``max_iter`` stops it early (the schedule and the
     stopping rule stay those of the full ``cfg["max_iter"]`` epochs)."""
     return CPVAE(
-        N_SHARED, N_PRIVATE, likelihood=likelihood, hidden_layer_sizes=cfg["hidden"],
-        max_iter=max_iter or cfg["max_iter"], tol=0.0, n_iter_no_change=cfg["max_iter"],
-        batch_size=cfg["batch_size"], learning_rate_init=cfg["lr"], priors="uniform",
-        n_importance_samples=cfg["n_importance_samples"], device=device, random_state=seed,
+        N_SHARED,
+        N_PRIVATE,
+        likelihood=likelihood,
+        hidden_layer_sizes=cfg["hidden"],
+        max_iter=max_iter or cfg["max_iter"],
+        tol=0.0,
+        n_iter_no_change=cfg["max_iter"],
+        batch_size=cfg["batch_size"],
+        learning_rate_init=cfg["lr"],
+        priors="uniform",
+        n_importance_samples=cfg["n_importance_samples"],
+        device=device,
+        random_state=seed,
         **C.variant_params(variant, cfg["max_iter"], *schedule),
     )
 
@@ -150,13 +192,19 @@ def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
             model.fit(X, y)
         except TrainingDivergedError as exc:
             # The restored weights are fitted and usable: score them, and say so.
-            out["diverged"] = {"message": str(exc), "term": exc.term, "epoch": exc.epoch,
-                               "restored_epoch": exc.restored_epoch}
+            out["diverged"] = {
+                "message": str(exc),
+                "term": exc.term,
+                "epoch": exc.epoch,
+                "restored_epoch": exc.restored_epoch,
+            }
             print(f"  {variant}: {exc}", flush=True)
     out["fit_seconds"] = t.seconds
     # Per-epoch terms: what the divergence rules saw, checkable after the fact.
-    out["history"] = [{k: r[k] for k in ("epoch", "loss", "recon", "kl_shared", "kl_private",
-                                         "mi", "mi_weight")} for r in model.history_]
+    out["history"] = [
+        {k: r[k] for k in ("epoch", "loss", "recon", "kl_shared", "kl_private", "mi", "mi_weight")}
+        for r in model.history_
+    ]
     for prior in ("standard", "aggregate"):
         model.set_params(private_prior=prior)
         out[f"accuracy_{prior}"] = float(np.mean(model.predict(Xt) == yt))
@@ -166,13 +214,25 @@ def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
 def main():
     def extra(p):
         p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-        p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS,
-                       help="CPVAE variants to fit (join files with table2_merge.py)")
-        p.add_argument("--no-references", action="store_true",
-                       help="skip the CNN and LogisticRegression references")
-        p.add_argument("--train-per-class", type=int, default=None,
-                       help="training rows per class (a seeded stratified subset), for "
-                            "sizes between the quick and the full mode")
+        p.add_argument(
+            "--variants",
+            nargs="+",
+            default=list(VARIANTS),
+            choices=VARIANTS,
+            help="CPVAE variants to fit (join files with table2_merge.py)",
+        )
+        p.add_argument(
+            "--no-references",
+            action="store_true",
+            help="skip the CNN and LogisticRegression references",
+        )
+        p.add_argument(
+            "--train-per-class",
+            type=int,
+            default=None,
+            help="training rows per class (a seeded stratified subset), for "
+            "sizes between the quick and the full mode",
+        )
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
     cfg = dict(QUICK if args.quick else FULL)
@@ -183,24 +243,40 @@ def main():
         for name in args.datasets:
             data = load(name, cfg)
             likelihood = "bernoulli" if name.endswith("_bernoulli") else "gaussian"
-            print(f"{name}: train {data[0].shape}, test {data[2].shape}, {likelihood}",
-                  flush=True)
-            entry = {"n_train": len(data[0]), "n_test": len(data[2]), "likelihood": likelihood,
-                     "runs": []}
+            print(f"{name}: train {data[0].shape}, test {data[2].shape}, {likelihood}", flush=True)
+            entry = {
+                "n_train": len(data[0]),
+                "n_test": len(data[2]),
+                "likelihood": likelihood,
+                "runs": [],
+            }
             for seed in args.seeds:
                 run = {"seed": seed}
                 for v in args.variants:
-                    run[v] = cpvae_accuracy(data, v, likelihood, cfg, seed, args.device,
-                                            (args.anneal_final, args.anneal_fraction))
-                    print(f"  seed {seed} {v:7s} acc standard {run[v]['accuracy_standard']:.3f}"
-                          f"  aggregate {run[v]['accuracy_aggregate']:.3f}"
-                          f"  ({run[v]['fit_seconds']:.0f}s)", flush=True)
+                    run[v] = cpvae_accuracy(
+                        data,
+                        v,
+                        likelihood,
+                        cfg,
+                        seed,
+                        args.device,
+                        (args.anneal_final, args.anneal_fraction),
+                    )
+                    print(
+                        f"  seed {seed} {v:7s} acc standard {run[v]['accuracy_standard']:.3f}"
+                        f"  aggregate {run[v]['accuracy_aggregate']:.3f}"
+                        f"  ({run[v]['fit_seconds']:.0f}s)",
+                        flush=True,
+                    )
                 if likelihood == "gaussian" and not args.no_references:
                     with C.Timer() as t:
                         run["cnn"] = cnn_accuracy(data, cfg, seed, args.device)
                     run["logreg"] = logreg_accuracy(data)
-                    print(f"  seed {seed} cnn {run['cnn']:.3f} ({t.seconds:.0f}s)  "
-                          f"logreg {run['logreg']:.3f}", flush=True)
+                    print(
+                        f"  seed {seed} cnn {run['cnn']:.3f} ({t.seconds:.0f}s)  "
+                        f"logreg {run['logreg']:.3f}",
+                        flush=True,
+                    )
                 entry["runs"].append(run)
             entry["summary"] = summarise(entry["runs"])
             results[name] = entry
@@ -211,13 +287,23 @@ def main():
 
 
 def _write(args, cfg, results, seconds):
-    out = {"config": cfg, "seeds": args.seeds, "results": results, "paper": PAPER,
-           "anneal_schedule": (args.anneal_final, args.anneal_fraction),
-           "mode": ("quick" if args.quick else "full") + (
-               f", {args.train_per_class} training rows per class"
-               if args.train_per_class is not None else ""),
-           "device": args.device, "wall_seconds": seconds, "hardware": C.hardware(),
-           "commit": C.git_commit()}
+    out = {
+        "config": cfg,
+        "seeds": args.seeds,
+        "results": results,
+        "paper": PAPER,
+        "anneal_schedule": (args.anneal_final, args.anneal_fraction),
+        "mode": ("quick" if args.quick else "full")
+        + (
+            f", {args.train_per_class} training rows per class"
+            if args.train_per_class is not None
+            else ""
+        ),
+        "device": args.device,
+        "wall_seconds": seconds,
+        "hardware": C.hardware(),
+        "commit": C.git_commit(),
+    }
     C.write_result("table2" + ("_quick" if args.quick else ""), out, args.tag)
 
 

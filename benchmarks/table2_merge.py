@@ -26,8 +26,9 @@ def merge(results, names):
     datasets = {}
     for res, name in zip(results, names, strict=True):
         for dataset, entry in res["results"].items():
-            out = datasets.setdefault(dataset, {
-                k: entry[k] for k in ("n_train", "n_test", "likelihood")} | {"runs": {}})
+            out = datasets.setdefault(
+                dataset, {k: entry[k] for k in ("n_train", "n_test", "likelihood")} | {"runs": {}}
+            )
             if (out["n_train"], out["n_test"]) != (entry["n_train"], entry["n_test"]):
                 raise ValueError(f"{dataset}: the files used different numbers of rows")
             for run in entry["runs"]:
@@ -35,8 +36,11 @@ def merge(results, names):
                 for model in MODELS:
                     if model in run:
                         rec[model] = run[model]
-                        rec["source"][model] = {"file": name, "commit": res.get("commit"),
-                                                "anneal_schedule": res.get("anneal_schedule")}
+                        rec["source"][model] = {
+                            "file": name,
+                            "commit": res.get("commit"),
+                            "anneal_schedule": res.get("anneal_schedule"),
+                        }
     merged = {}
     for dataset, out in datasets.items():
         runs = [out["runs"][s] for s in sorted(out["runs"])]
@@ -44,10 +48,14 @@ def merge(results, names):
         if missing:
             raise ValueError(f"{dataset}: no result for (seed, variant): {missing}")
         merged[dataset] = out | {"runs": runs, "summary": T2.summarise(runs)}
-    return {"config": results[0]["config"], "results": merged, "paper": T2.PAPER,
-            "mode": "merged", "seeds": sorted({s for e in merged.values()
-                                               for s in (r["seed"] for r in e["runs"])}),
-            **C.merge_provenance(results, names)}
+    return {
+        "config": results[0]["config"],
+        "results": merged,
+        "paper": T2.PAPER,
+        "mode": "merged",
+        "seeds": sorted({s for e in merged.values() for s in (r["seed"] for r in e["runs"])}),
+        **C.merge_provenance(results, names),
+    }
 
 
 def main():

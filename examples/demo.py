@@ -61,8 +61,9 @@ def digits_on_gratings(random_state=0, digit_scale=1.0):
     theta = rng.uniform(0, np.pi, size=(n, 1, 1))
     phase = rng.uniform(0, 2 * np.pi, size=(n, 1, 1))
     freq = rng.uniform(0.05, 0.15, size=(n, 1, 1))
-    grating = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (u * np.cos(theta) + v * np.sin(theta))
-                                 + phase)
+    grating = 0.5 + 0.5 * np.sin(
+        2 * np.pi * freq * (u * np.cos(theta) + v * np.sin(theta)) + phase
+    )
     X = grating.reshape(n, 64) + digit_scale * digits.data / 16.0
     population = np.where(digits.target < 5, "digits 0-4", "digits 5-9")
     return X, population, digits.target
@@ -97,15 +98,22 @@ def main(argv=None):
     tic = time.perf_counter()
     vae = VAE(n_components=15, batch_size=64, **common).fit(X_tr)
     # The generative classifier a plain VAE offers: one VAE per population, argmax likelihood.
-    per_pop = {p: VAE(n_components=15, batch_size=64, **common).fit(X_tr[p_tr == p])
-               for p in cpvae.classes_}
+    per_pop = {
+        p: VAE(n_components=15, batch_size=64, **common).fit(X_tr[p_tr == p])
+        for p in cpvae.classes_
+    }
     t_vae = time.perf_counter() - tic
 
     ari_private = subgroup_ari(
         lambda x, p: cpvae.set_params(blocks="private").transform(x, np.full(len(x), p)),
-        X_te, p_te, d_te, args.seed)
-    ari_shared = subgroup_ari(lambda x, p: cpvae.set_params(blocks="shared").transform(x),
-                              X_te, p_te, d_te, args.seed)
+        X_te,
+        p_te,
+        d_te,
+        args.seed,
+    )
+    ari_shared = subgroup_ari(
+        lambda x, p: cpvae.set_params(blocks="shared").transform(x), X_te, p_te, d_te, args.seed
+    )
     cpvae.set_params(blocks="both")
     ari_vae = subgroup_ari(lambda x, p: vae.transform(x), X_te, p_te, d_te, args.seed)
 
@@ -119,8 +127,10 @@ def main(argv=None):
     print(f"{'sub-group ARI, private codes (KMeans 5)':38s}{ari_private:8.3f}{ari_vae:8.3f}")
     print(f"{'sub-group ARI, shared codes':38s}{ari_shared:8.3f}{'':>8s}")
     print(f"{'population accuracy (likelihood)':38s}{acc_cpvae:8.3f}{acc_vae:8.3f}")
-    print(f"fit time: CPVAE {t_cpvae:.1f} s ({cpvae.n_iter_} epochs), "
-          f"VAEs {t_vae:.1f} s; device {cpvae.device_}")
+    print(
+        f"fit time: CPVAE {t_cpvae:.1f} s ({cpvae.n_iter_} epochs), "
+        f"VAEs {t_vae:.1f} s; device {cpvae.device_}"
+    )
 
     path = write_reconstructions(cpvae, X_te[:8], p_te[:8], Path(args.out))
     print(f"wrote {path}")

@@ -399,7 +399,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         rows_tr, idx_tr, val = None, y_idx, None
         if self.early_stopping:
             rows_tr, rows_val = train_test_split(
-                np.arange(X.shape[0]), test_size=self.validation_fraction, stratify=y_idx,
+                np.arange(X.shape[0]),
+                test_size=self.validation_fraction,
+                stratify=y_idx,
                 random_state=seed_split,
             )
             idx_tr = y_idx[rows_tr]
@@ -417,26 +419,36 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         # The fused kernel updates every parameter in one pass; with K private networks
         # the optimiser touches O(K) weights per step, so this matters as much as the GEMMs.
         fused = device.type in ("cpu", "cuda")
-        optimizer = torch.optim.Adam(
-            module.parameters(), lr=self.learning_rate_init, fused=fused
-        )
+        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate_init, fused=fused)
         if continuing and self._optimizer_state is not None:
             optimizer.load_state_dict(self._optimizer_state)
         cfg = TrainConfig(
-            objective=self.objective, mi_weight=float(self.mi_weight),
-            mi_anneal_epochs=self.mi_anneal_epochs, batch_size=self.batch_size,
-            max_iter=self.n_iter_ + self.max_iter, tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change, early_stopping=self.early_stopping,
-            max_grad_norm=self.max_grad_norm, verbose=self.verbose,
-            mi_samples=self.mi_samples, precision=self.precision,
+            objective=self.objective,
+            mi_weight=float(self.mi_weight),
+            mi_anneal_epochs=self.mi_anneal_epochs,
+            batch_size=self.batch_size,
+            max_iter=self.n_iter_ + self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            max_grad_norm=self.max_grad_norm,
+            verbose=self.verbose,
+            mi_samples=self.mi_samples,
+            precision=self.precision,
         )
         generator = make_generator(seed_train, device)
         index_generator = generator if device.type == "cpu" else make_generator(seed_train, "cpu")
         diverged = None
         try:
             result = train(
-                module, optimizer, (x_t, pops, pop_sizes), cfg, generator,
-                index_generator=index_generator, start_epoch=self.n_iter_, val=val,
+                module,
+                optimizer,
+                (x_t, pops, pop_sizes),
+                cfg,
+                generator,
+                index_generator=index_generator,
+                start_epoch=self.n_iter_,
+                val=val,
                 val_seed=seed_val,
             )
         except TrainingDivergedError as exc:
@@ -493,8 +505,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "by population_column."
             )
         X, y = validate_data(
-            self, X, y, dtype=[np.float64, np.float32], ensure_min_samples=2,
-            reset=not self._continuing(), accept_sparse=("csr", "csc"),
+            self,
+            X,
+            y,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+            reset=not self._continuing(),
+            accept_sparse=("csr", "csc"),
             ensure_all_finite=self._finite_mode(),
         )
         if sp.issparse(X):
@@ -619,10 +636,17 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     def _build_module(self, n_features, private_gate, seed):
         """The networks for this configuration; ``fit`` and :func:`load` both build here."""
         return CPVAEModule(
-            n_features, len(private_gate), self.n_shared, self.n_private,
-            self._hidden_sizes(), self.activation, self.likelihood,
-            torch.Generator().manual_seed(seed), mask_missing=self.missing == "mask",
-            library_size=self.library_size, private_gate=private_gate,
+            n_features,
+            len(private_gate),
+            self.n_shared,
+            self.n_private,
+            self._hidden_sizes(),
+            self.activation,
+            self.likelihood,
+            torch.Generator().manual_seed(seed),
+            mask_missing=self.missing == "mask",
+            library_size=self.library_size,
+            private_gate=private_gate,
             shared_invariance=self.shared_invariance,
         )
 
@@ -635,9 +659,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         fitted = _network_signature(self.module_)
         # From the parameters, without building (and allocating) a second set of networks.
         wanted = {
-            "n_shared": self.n_shared, "n_private": self.n_private,
-            "hidden_layer_sizes": self._hidden_sizes(), "activation": self.activation,
-            "likelihood": self.likelihood, "missing": self.missing == "mask",
+            "n_shared": self.n_shared,
+            "n_private": self.n_private,
+            "hidden_layer_sizes": self._hidden_sizes(),
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+            "missing": self.missing == "mask",
             "library_size": bool(self.library_size) and self.likelihood in COUNT_LIKELIHOODS,
             "shared_invariance": float(self.shared_invariance),
             "no_private_populations": [float(g) for g in gate],
@@ -737,8 +764,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     shared.append(module.encode_shared(xb)[0].cpu().numpy())
                     continue
                 mu, lv = module.encode_private(xb, torch.as_tensor(y_idx[sl], device=device))
-                mu = mu * torch.as_tensor(self.has_private_[y_idx[sl]], dtype=mu.dtype,
-                                          device=device)[:, None]
+                mu = (
+                    mu
+                    * torch.as_tensor(self.has_private_[y_idx[sl]], dtype=mu.dtype, device=device)[
+                        :, None
+                    ]
+                )
                 private.append(mu.cpu().numpy())
                 pvar.append(torch.exp(lv).cpu().numpy())
         if y_idx is None:
@@ -781,8 +812,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X, column = self._pop_population_column(X)
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], reset=False,
-            accept_sparse=("csr", "csc"), ensure_all_finite=self._finite_mode(),
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            reset=False,
+            accept_sparse=("csr", "csc"),
+            ensure_all_finite=self._finite_mode(),
         )
         if sp.issparse(X):
             X = X.tocsr()
@@ -832,9 +867,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         if y is None:
             _, y = self._pop_population_column(X)
             if y is None:
-                raise ValueError(
-                    "score needs y, or X as a DataFrame holding population_column."
-                )
+                raise ValueError("score needs y, or X as a DataFrame holding population_column.")
         return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X):
@@ -965,8 +998,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = check_array(X, dtype=[np.float64, np.float32])
-        widths = {"both": self.n_shared + self.n_private, "shared": self.n_shared,
-                  "private": self.n_private}
+        widths = {
+            "both": self.n_shared + self.n_private,
+            "shared": self.n_shared,
+            "private": self.n_private,
+        }
         if X.shape[1] != widths[self.blocks]:
             raise ValueError(
                 f"X has {X.shape[1]} columns, but codes of blocks={self.blocks!r} have "
@@ -1119,6 +1155,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
 def _state_to_cpu(state):
     """Optimizer state with every tensor on the CPU, so the estimator pickles anywhere."""
+
     def move(v):
         if isinstance(v, torch.Tensor):
             return v.detach().to("cpu")
@@ -1134,7 +1171,8 @@ def _state_to_cpu(state):
 def _network_signature(module):
     """The parameters a fitted :class:`CPVAEModule` was built with, read off the module."""
     return {
-        "n_shared": module.n_shared, "n_private": module.n_private,
+        "n_shared": module.n_shared,
+        "n_private": module.n_private,
         "hidden_layer_sizes": [w.shape[-1] for w in module.enc_shared.weights[:-1]],
         "activation": module.enc_shared.activation,
         "likelihood": module.likelihood,

@@ -78,8 +78,10 @@ class CPVAEModule(nn.Module):
         # log of the reference library size: count likelihoods add log(l_i) - this.
         self.register_buffer("log_library_ref", torch.zeros(()))
         # 1 for populations with a private space, 0 for those without (their f_k is 0).
-        gate = torch.ones(n_populations) if private_gate is None else torch.as_tensor(
-            private_gate, dtype=torch.float32
+        gate = (
+            torch.ones(n_populations)
+            if private_gate is None
+            else torch.as_tensor(private_gate, dtype=torch.float32)
         )
         self.register_buffer("private_gate", gate)
         self.has_gate = bool((gate == 0).any())
@@ -111,8 +113,14 @@ class CPVAEModule(nn.Module):
                 total = total * x.shape[-1] / n_obs.clamp_min(1.0)
             log_offset = torch.log(total.clamp_min(1.0)) - self.log_library_ref
         return log_likelihood(
-            x, out, self.likelihood, self.log_psi, mask=mask, log_theta=self.log_theta,
-            log_offset=log_offset, inplace=inplace,
+            x,
+            out,
+            self.likelihood,
+            self.log_psi,
+            mask=mask,
+            log_theta=self.log_theta,
+            log_offset=log_offset,
+            inplace=inplace,
         )
 
     @staticmethod
@@ -151,9 +159,7 @@ class CPVAEModule(nn.Module):
     def decode_private(self, t, populations):
         """f_k(t) with each row's own k: ``t`` (n, n_private) -> (n, D)."""
         group, slot, m = group_rows(populations, self.n_populations)
-        out = self.decode_private_grouped(
-            scatter_to_groups(t, group, slot, self.n_populations, m)
-        )
+        out = self.decode_private_grouped(scatter_to_groups(t, group, slot, self.n_populations, m))
         return out[group, slot]
 
     def encode_private(self, x, populations):
@@ -176,8 +182,17 @@ def _reparameterise(mu, logvar, generator):
 
 
 def batch_terms(
-    module, x, populations, batch_counts, pop_sizes, *, objective, mi_weight, generator,
-    balanced=False, mi_samples=None,
+    module,
+    x,
+    populations,
+    batch_counts,
+    pop_sizes,
+    *,
+    objective,
+    mi_weight,
+    generator,
+    balanced=False,
+    mi_samples=None,
 ):
     """Minibatch estimate of eq. 4/10 (or eq. 3) as :class:`~sklearn_cpvae._objective.LossTerms`.
 
@@ -246,8 +261,20 @@ def batch_terms(
     out = module.decode_shared(z) + from_groups(module.decode_private_grouped(to_groups(t)))
     recon = module.recon_log_likelihood(x, _upcast(out))
     kl_z = kl_std_normal(mu_z, lv_z)
-    terms = _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
-                   mi_weight, mu_t, lv_t, kl_others, weights)
+    terms = _terms(
+        module,
+        populations,
+        recon,
+        kl_z,
+        batch_counts,
+        pop_sizes,
+        objective,
+        mi_weight,
+        mu_t,
+        lv_t,
+        kl_others,
+        weights,
+    )
     if module.shared_invariance > 0:
         # Optional invariance penalty on the shared codes (not part of eq. 4).
         mmd = mmd_rbf_groups(mu_z, populations, k)
@@ -255,8 +282,20 @@ def batch_terms(
     return terms
 
 
-def _terms(module, populations, recon, kl_z, batch_counts, pop_sizes, objective,
-           mi_weight, mu_t, lv_t, kl_others, weights):
+def _terms(
+    module,
+    populations,
+    recon,
+    kl_z,
+    batch_counts,
+    pop_sizes,
+    objective,
+    mi_weight,
+    mu_t,
+    lv_t,
+    kl_others,
+    weights,
+):
     gate = module.private_gate.to(recon.dtype)
     if objective == "mi":
         if module.has_gate:
@@ -297,7 +336,8 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
     Returns a tensor ``(n, K)``.
     """
     recon, log_pz_qz, log_pt_qt = importance_terms(
-        module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar)
+        module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar
+    )
     log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
     return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
 

@@ -101,9 +101,9 @@ def group_rows(populations, n_groups):
     order = torch.argsort(populations, stable=True)
     starts = torch.cumsum(counts, 0) - counts
     slot = torch.empty_like(populations)
-    slot[order] = torch.arange(len(populations), device=populations.device) - starts[
-        populations[order]
-    ]
+    slot[order] = (
+        torch.arange(len(populations), device=populations.device) - starts[populations[order]]
+    )
     m = int(counts.max().item()) if len(populations) else 0
     return populations, slot, m
 

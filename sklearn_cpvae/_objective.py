@@ -29,8 +29,9 @@ def log_normal(x, mu, logvar):
     return -0.5 * torch.sum(LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar), dim=-1)
 
 
-def log_likelihood(x, out, likelihood, log_psi=None, *, mask=None, log_theta=None,
-                   log_offset=None, inplace=False):
+def log_likelihood(
+    x, out, likelihood, log_psi=None, *, mask=None, log_theta=None, log_offset=None, inplace=False
+):
     """log p(x | z, t) of eq. 1 for decoder output ``out = g(f_s(z), f_k(t))``.
 
     ``"gaussian"``: mean ``out`` and isotropic covariance ``exp(log_psi) I`` (the paper's
@@ -82,8 +83,11 @@ def count_log_prob(x, log_mu, likelihood, log_theta=None):
     # log(theta + mu) from logs, so a large log_mu never overflows before the log.
     log_theta_mu = torch.logaddexp(log_theta.expand_as(log_mu), log_mu)
     return (
-        torch.lgamma(x + theta) - torch.lgamma(theta) - torch.lgamma(x + 1)
-        + theta * (log_theta - log_theta_mu) + x * (log_mu - log_theta_mu)
+        torch.lgamma(x + theta)
+        - torch.lgamma(theta)
+        - torch.lgamma(x + 1)
+        + theta * (log_theta - log_theta_mu)
+        + x * (log_mu - log_theta_mu)
     )
 
 
@@ -110,7 +114,7 @@ def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None):
     if bandwidth is None:
         bandwidth = d2.detach().median().clamp_min(1e-6)
     kern = torch.exp(-d2 / bandwidth)
-    member = (populations[None, :] == torch.arange(n_groups, device=codes.device)[:, None])
+    member = populations[None, :] == torch.arange(n_groups, device=codes.device)[:, None]
     member = member.to(codes.dtype)
     counts = member.sum(1).clamp_min(1.0)
     a = member / counts[:, None]  # (K, n): mean over group k

@@ -56,8 +56,11 @@ def _to_json(value, where, arrays=None):
             arrays[key] = np.ascontiguousarray(value)
             return {"__array__": key}
         if value.dtype.kind in "biufUS":
-            return {"__ndarray__": value.tolist(), "dtype": value.dtype.str,
-                    "shape": list(value.shape)}
+            return {
+                "__ndarray__": value.tolist(),
+                "dtype": value.dtype.str,
+                "shape": list(value.shape),
+            }
         if value.dtype.kind == "O":
             items = [_to_json(v, where) for v in value.ravel().tolist()]
             if any(isinstance(v, dict) for v in items):
@@ -173,8 +176,11 @@ def _read(path):
             f"{where} has format version {version!r} (written by sklearn_cpvae "
             f"{meta.get('sklearn_cpvae_version')}); this release reads format version "
             f"{FORMAT_VERSION}. "
-            + ("Upgrade sklearn_cpvae to load it." if newer else
-               "Load it with the release that wrote it and save it again.")
+            + (
+                "Upgrade sklearn_cpvae to load it."
+                if newer
+                else "Load it with the release that wrote it and save it again."
+            )
         )
     try:
         arrays = st_load(raw)
@@ -212,8 +218,10 @@ def save(estimator, path):
             for key, v in slots.items():
                 arrays[f"optim.{pid}.{key}"] = v.detach().to("cpu").contiguous().numpy()
         optimizer = _to_json(
-            {"param_groups": state["param_groups"],
-             "slots": {str(pid): sorted(slots) for pid, slots in state["state"].items()}},
+            {
+                "param_groups": state["param_groups"],
+                "slots": {str(pid): sorted(slots) for pid, slots in state["state"].items()},
+            },
             "the optimiser state",
         )
     meta = {
@@ -273,27 +281,32 @@ def load(path):
         # Only data attributes: a file must never replace methods or the networks.
         fitted = name.endswith("_") and not name.startswith("__") and name != "module_"
         if not (fitted or name in _PRIVATE_ATTRIBUTES) or callable(getattr(CPVAE, name, None)):
-            raise ValueError(f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
-                             "CPVAE file never holds; refusing to load it.")
+            raise ValueError(
+                f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
+                "CPVAE file never holds; refusing to load it."
+            )
         setattr(est, name, _from_json(value, arrays))
     module = est._build_module(est.n_features_in_, est.has_private_.astype(float), 0)
     state = {
-        k[len("module."):]: torch.from_numpy(v.copy())
-        for k, v in arrays.items() if k.startswith("module.")
+        k[len("module.") :]: torch.from_numpy(v.copy())
+        for k, v in arrays.items()
+        if k.startswith("module.")
     }
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise ValueError(f"the weights in {os.fspath(path)!r} do not fit the saved "
-                         f"configuration: {exc}") from None
+        raise ValueError(
+            f"the weights in {os.fspath(path)!r} do not fit the saved configuration: {exc}"
+        ) from None
     est.module_ = module.eval()
     est._optimizer_state = None
     if meta.get("optimizer") is not None:
         opt = _from_json(meta["optimizer"], arrays)
         est._optimizer_state = {
             "state": {
-                int(pid): {key: torch.from_numpy(arrays[f"optim.{pid}.{key}"].copy())
-                           for key in keys}
+                int(pid): {
+                    key: torch.from_numpy(arrays[f"optim.{pid}.{key}"].copy()) for key in keys
+                }
                 for pid, keys in opt["slots"].items()
             },
             "param_groups": opt["param_groups"],

@@ -8,5 +8,9 @@ from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import _check_feature_names_in, validate_data
 
 __all__ = [
-    "Interval", "StrOptions", "_check_feature_names_in", "_get_output_config", "validate_data",
+    "Interval",
+    "StrOptions",
+    "_check_feature_names_in",
+    "_get_output_config",
+    "validate_data",
 ]

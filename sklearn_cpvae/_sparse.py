@@ -5,7 +5,6 @@ dense (float32). Training and inference therefore keep the CSR matrix on the hos
 densify only the rows of the current minibatch or inference chunk.
 """
 
-
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -47,8 +46,9 @@ def row_totals(X):
         if nan.any():
             clean = X.copy()
             clean.data = np.where(nan, 0.0, data)
-            n_nan = np.bincount(np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[nan],
-                                minlength=X.shape[0])
+            n_nan = np.bincount(
+                np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[nan], minlength=X.shape[0]
+            )
             total = np.asarray(clean.sum(axis=1), dtype=np.float64).ravel()
             n_obs = X.shape[1] - n_nan
         else:

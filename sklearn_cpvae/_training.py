@@ -44,8 +44,9 @@ class TrainingDivergedError(FloatingPointError):
     message names them too.
     """
 
-    def __init__(self, message, *, term=None, epoch=None, value=None, result=None,
-                 restored_epoch=None):
+    def __init__(
+        self, message, *, term=None, epoch=None, value=None, result=None, restored_epoch=None
+    ):
         super().__init__(message)
         self.term = term
         self.epoch = epoch
@@ -116,8 +117,14 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
         for start in range(0, len(x), chunk):
             sl = slice(start, start + chunk)
             terms = batch_terms(
-                module, x[sl].to(device), populations[sl].to(device), counts, counts,
-                objective=cfg.objective, mi_weight=mi_weight, generator=gen,
+                module,
+                x[sl].to(device),
+                populations[sl].to(device),
+                counts,
+                counts,
+                objective=cfg.objective,
+                mi_weight=mi_weight,
+                generator=gen,
             )
             sums += _stack(terms)
     module.train(was_training)
@@ -153,9 +160,10 @@ def _check_diverged(record, epoch, scale, previous=None):
         else:
             continue
         raise TrainingDivergedError(
-            f"training diverged: the {name!r} term of the objective {what} at epoch "
-            f"{epoch + 1}",
-            term=name, epoch=epoch + 1, value=value,
+            f"training diverged: the {name!r} term of the objective {what} at epoch {epoch + 1}",
+            term=name,
+            epoch=epoch + 1,
+            value=value,
         )
 
 
@@ -176,9 +184,9 @@ def _restored(exc, epoch, best):
     """Complete the error's message with the weights that were restored."""
     exc.restored_epoch = epoch
     which = (
-        "the initial weights were" if epoch == 0
-        else f"the weights of epoch {epoch} ({'lowest loss' if best else 'last good epoch'})"
-        " were"
+        "the initial weights were"
+        if epoch == 0
+        else f"the weights of epoch {epoch} ({'lowest loss' if best else 'last good epoch'}) were"
     )
     exc.args = (
         f"{exc.args[0]}; {which} restored and the estimator is usable. Lower "
@@ -188,7 +196,15 @@ def _restored(exc, epoch, best):
 
 
 def train(
-    module, optimizer, data, cfg, generator, *, index_generator, start_epoch=0, val=None,
+    module,
+    optimizer,
+    data,
+    cfg,
+    generator,
+    *,
+    index_generator,
+    start_epoch=0,
+    val=None,
     val_seed=0,
 ):
     """Run epochs ``start_epoch .. cfg.max_iter - 1`` on ``data = (X, populations, pop_sizes)``.
@@ -239,9 +255,16 @@ def train(
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 with autocast:
                     terms = batch_terms(
-                        module, xb, batch_pops, batch_counts, pop_sizes,
-                        objective=cfg.objective, mi_weight=alpha, generator=generator,
-                        balanced=True, mi_samples=cfg.mi_samples,
+                        module,
+                        xb,
+                        batch_pops,
+                        batch_counts,
+                        pop_sizes,
+                        objective=cfg.objective,
+                        mi_weight=alpha,
+                        generator=generator,
+                        balanced=True,
+                        mi_samples=cfg.mi_samples,
                     )
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".

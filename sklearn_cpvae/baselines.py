@@ -231,7 +231,11 @@ class VAE(TransformerMixin, BaseEstimator):
         seed_init, seed_train, seed_is = derive_seeds(self.random_state, 3)
         device = resolve_device(self.device)
         module = _VAEModule(
-            X.shape[1], self.n_components, hidden, self.activation, self.likelihood,
+            X.shape[1],
+            self.n_components,
+            hidden,
+            self.activation,
+            self.likelihood,
             torch.Generator().manual_seed(seed_init),
         )
         # The same data-scale start as CPVAE, so that the comparison is like for like.
@@ -288,12 +292,16 @@ class VAE(TransformerMixin, BaseEstimator):
                     f"VAE training diverged at epoch {epoch + 1} (loss={loss}); lower "
                     "learning_rate_init, set max_grad_norm, or standardise X."
                 )
-            record = dict(epoch=epoch + 1, loss=loss, recon=recon, kl=kl,
-                          time=time.perf_counter() - tic)
+            record = dict(
+                epoch=epoch + 1, loss=loss, recon=recon, kl=kl, time=time.perf_counter() - tic
+            )
             history.append(record)
             if self.verbose:
-                print(f"epoch {epoch + 1:4d}  loss={loss:.4g}  recon={recon:.4g}  "
-                      f"kl={kl:.4g}  ({record['time']:.2f}s)", flush=True)
+                print(
+                    f"epoch {epoch + 1:4d}  loss={loss:.4g}  recon={recon:.4g}  "
+                    f"kl={kl:.4g}  ({record['time']:.2f}s)",
+                    flush=True,
+                )
             if loss < best - self.tol * abs(best):
                 best, no_improve = loss, 0
             else:
@@ -382,8 +390,9 @@ class VAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         gen = torch.Generator().manual_seed(self._importance_seed)
-        eps = torch.randn((self.n_importance_samples, self.n_components), generator=gen,
-                          dtype=torch.float64)
+        eps = torch.randn(
+            (self.n_importance_samples, self.n_components), generator=gen, dtype=torch.float64
+        )
         out = self._run(X, lambda m, x: m.log_marginal(x, eps.to(x.device, x.dtype)))
         return out.astype(np.float64)
 

@@ -60,9 +60,7 @@ def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
         # Folds of whole groups, each class present in every fold where possible.
         per_class = [len(np.unique(groups[labels == c])) for c in np.unique(labels)]
         n_splits = max(2, min(cv, min(per_class)))
-        splitter = StratifiedGroupKFold(
-            n_splits=n_splits, shuffle=True, random_state=random_state
-        )
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
     else:
         n_splits = max(2, min(cv, int(counts.min())))
         splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=random_state)
@@ -210,8 +208,14 @@ def variance_explained(model, X, populations):
             mom["s"] += onehot @ s
             mom["p"] += onehot @ p
             mom["n"] += onehot @ obs
-            for name, a, b in (("xx", x, x), ("ss", s, s), ("pp", p, p), ("xs", x, s),
-                               ("xp", x, p), ("sp", s, p)):
+            for name, a, b in (
+                ("xx", x, x),
+                ("ss", s, s),
+                ("pp", p, p),
+                ("xs", x, s),
+                ("xp", x, p),
+                ("sp", s, p),
+            ):
                 cross[name] += onehot @ (a * b)
     n = np.maximum(mom["n"], 1.0)
     mx, ms, mp = mom["x"] / n, mom["s"] / n, mom["p"] / n

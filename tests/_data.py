@@ -11,8 +11,9 @@ DATA_DIR = Path(
 )
 
 
-def make_populations(n_per_pop=150, n_populations=2, n_features=12, n_subgroups=3,
-                     noise=0.3, random_state=0):
+def make_populations(
+    n_per_pop=150, n_populations=2, n_features=12, n_subgroups=3, noise=0.3, random_state=0
+):
     """Rows from a linear CPVAE: a 2-D shared factor seen by every population, plus
     ``n_subgroups`` clusters that exist only in each population's own directions.
 
@@ -33,5 +34,13 @@ def make_populations(n_per_pop=150, n_populations=2, n_features=12, n_subgroups=
     return (np.vstack(xs), np.concatenate(pops), np.concatenate(subs), np.vstack(zs))
 
 
-SMALL = dict(n_shared=2, n_private=2, hidden_layer_sizes=(32,), max_iter=60, batch_size=32,
-             n_importance_samples=16, device="cpu", random_state=0)
+SMALL = dict(
+    n_shared=2,
+    n_private=2,
+    hidden_layer_sizes=(32,),
+    max_iter=60,
+    batch_size=32,
+    n_importance_samples=16,
+    device="cpu",
+    random_state=0,
+)

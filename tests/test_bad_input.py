@@ -25,8 +25,14 @@ sp = pytest.importorskip("scipy.sparse")
 
 N_FEATURES = 4
 TINY = dict(
-    n_shared=2, n_private=1, hidden_layer_sizes=(4,), max_iter=1, batch_size=4,
-    n_importance_samples=3, device="cpu", random_state=0,
+    n_shared=2,
+    n_private=1,
+    hidden_layer_sizes=(4,),
+    max_iter=1,
+    batch_size=4,
+    n_importance_samples=3,
+    device="cpu",
+    random_state=0,
 )
 OUTCOMES = Counter()
 MESSAGES = Counter()
@@ -34,9 +40,15 @@ MESSAGES = Counter()
 
 def _settings(n):
     return settings(
-        max_examples=n, deadline=None, derandomize=True, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                               HealthCheck.filter_too_much],
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
     )
 
 
@@ -59,9 +71,15 @@ def _report():
     path = os.environ.get("CPVAE_FUZZ_REPORT")
     if path:
         with open(path, "w") as fh:
-            json.dump({"total": total,
-                       "cases": [[*k, n] for k, n in sorted(OUTCOMES.items())],
-                       "messages": [[*k, n] for k, n in sorted(MESSAGES.items())]}, fh, indent=1)
+            json.dump(
+                {
+                    "total": total,
+                    "cases": [[*k, n] for k, n in sorted(OUTCOMES.items())],
+                    "messages": [[*k, n] for k, n in sorted(MESSAGES.items())],
+                },
+                fh,
+                indent=1,
+            )
 
 
 def _all_finite(out):
@@ -88,12 +106,28 @@ def _outcome(test, cls, call):
 
 
 # ------------------------------------------------------------------ strategies
-VALUE_KINDS = ["normal", "nan", "inf", "-inf", "1e30", "constant column", "all-zero row",
-               "tiny 1e-300"]
-DTYPES = ["float64", "float32", "float16", "int64", "bool", "complex128", "object",
-          "str", "mixed object"]
-SHAPES = ["2-D", "1-D", "3-D", "ragged", "empty", "one row", "one feature",
-          "extra feature"]
+VALUE_KINDS = [
+    "normal",
+    "nan",
+    "inf",
+    "-inf",
+    "1e30",
+    "constant column",
+    "all-zero row",
+    "tiny 1e-300",
+]
+DTYPES = [
+    "float64",
+    "float32",
+    "float16",
+    "int64",
+    "bool",
+    "complex128",
+    "object",
+    "str",
+    "mixed object",
+]
+SHAPES = ["2-D", "1-D", "3-D", "ragged", "empty", "one row", "one feature", "extra feature"]
 CONTAINERS = ["ndarray", "list", "DataFrame", "sparse"]
 
 
@@ -151,8 +185,13 @@ def matrices(draw, n_features=N_FEATURES, min_rows=2, max_rows=6):
         X = X.tolist()
     elif container == "DataFrame" and isinstance(X, np.ndarray) and X.ndim == 2:
         X = pd.DataFrame(X, columns=[f"f{c}" for c in range(X.shape[1])])
-    elif (container == "sparse" and isinstance(X, np.ndarray) and X.ndim == 2
-          and X.dtype.kind in "biufc" and X.dtype != np.float16):
+    elif (
+        container == "sparse"
+        and isinstance(X, np.ndarray)
+        and X.ndim == 2
+        and X.dtype.kind in "biufc"
+        and X.dtype != np.float16
+    ):
         X = sp.csr_matrix(X)
     else:
         container = "ndarray" if isinstance(X, np.ndarray) else "list"
@@ -187,8 +226,7 @@ def fitted():
 
 
 # ------------------------------------------------------------- fitted methods
-METHODS = ["predict", "predict_proba", "predict_log_proba", "score_samples", "score",
-           "transform"]
+METHODS = ["predict", "predict_proba", "predict_log_proba", "score_samples", "score", "transform"]
 
 
 @_settings(400)
@@ -216,42 +254,71 @@ def test_inverse_transform(fitted, data, part):
     cls, codes = data.draw(matrices(n_features=fitted.n_shared + fitted.n_private))
     n = codes.shape[0] if hasattr(codes, "shape") else len(codes)
     lab_cls, labels = data.draw(labels_for(n))
-    _outcome("inverse_transform", f"{cls}/populations={lab_cls}/part={part}",
-             lambda: fitted.inverse_transform(codes, labels, part=part))
+    _outcome(
+        "inverse_transform",
+        f"{cls}/populations={lab_cls}/part={part}",
+        lambda: fitted.inverse_transform(codes, labels, part=part),
+    )
 
 
 @_settings(100)
 @given(
-    n_samples=st.one_of(st.integers(1, 5), st.integers(-2, 0), st.floats(allow_nan=True),
-                        st.sampled_from(["3", None, np.int64(2), True])),
+    n_samples=st.one_of(
+        st.integers(1, 5),
+        st.integers(-2, 0),
+        st.floats(allow_nan=True),
+        st.sampled_from(["3", None, np.int64(2), True]),
+    ),
     population=st.sampled_from([None, "a", "b"] * 2 + ["zzz", 0, np.nan, ["a"], ("b",)]),
     random_state=st.sampled_from([None, 0, np.random.RandomState(0)] * 2 + [-1, "x", 2**40]),
 )
 def test_sample(fitted, n_samples, population, random_state):
     cls = f"n={type(n_samples).__name__}/pop={population!r}"
-    _outcome("sample", cls,
-             lambda: fitted.sample(n_samples, population, random_state=random_state))
+    _outcome(
+        "sample", cls, lambda: fitted.sample(n_samples, population, random_state=random_state)
+    )
 
 
 @_settings(50)
-@given(st.one_of(
-    st.none(), st.lists(st.text(max_size=3), max_size=5), st.integers(),
-    st.just(np.array(["f0", "f1", "f2", "f3"], dtype=object)),
-    st.just([f"x{i}" for i in range(N_FEATURES)]),
-))
+@given(
+    st.one_of(
+        st.none(),
+        st.lists(st.text(max_size=3), max_size=5),
+        st.integers(),
+        st.just(np.array(["f0", "f1", "f2", "f3"], dtype=object)),
+        st.just([f"x{i}" for i in range(N_FEATURES)]),
+    )
+)
 def test_get_feature_names_out(fitted, input_features):
-    _outcome("feature_names", type(input_features).__name__,
-             lambda: fitted.get_feature_names_out(input_features))
+    _outcome(
+        "feature_names",
+        type(input_features).__name__,
+        lambda: fitted.get_feature_names_out(input_features),
+    )
 
 
 # ----------------------------------------------------------------------- fit
 @st.composite
 def training_labels(draw, n):
-    kind = draw(st.sampled_from(["two populations"] * 6 + [
-        "two populations", "three populations", "one population", "one-row population",
-        "NaN label", "mixed types", "float continuous", "int", "bool", "2-D", "wrong length",
-        "object str",
-    ]))
+    kind = draw(
+        st.sampled_from(
+            ["two populations"] * 6
+            + [
+                "two populations",
+                "three populations",
+                "one population",
+                "one-row population",
+                "NaN label",
+                "mixed types",
+                "float continuous",
+                "int",
+                "bool",
+                "2-D",
+                "wrong length",
+                "object str",
+            ]
+        )
+    )
     base = np.arange(n) % 2
     y = {
         "two populations": np.array(["u", "v"])[base],

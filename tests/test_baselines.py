@@ -11,8 +11,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_cpvae import VAE
 
-SMALL_VAE = dict(n_components=2, hidden_layer_sizes=(16,), max_iter=20, batch_size=32,
-                 n_importance_samples=8, device="cpu", random_state=0)
+SMALL_VAE = dict(
+    n_components=2,
+    hidden_layer_sizes=(16,),
+    max_iter=20,
+    batch_size=32,
+    n_importance_samples=8,
+    device="cpu",
+    random_state=0,
+)
 
 
 @parametrize_with_checks([VAE(**SMALL_VAE)])

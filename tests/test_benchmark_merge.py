@@ -14,20 +14,35 @@ def _scores(ari):
 
 
 def _model(shared, private=None):
-    out = {"shared": _scores(shared), "au_shared": 100, "grass_r2_shared_only": 0.5,
-           "digit_r2_private_only": None, "digit_r2_full": 0.1}
+    out = {
+        "shared": _scores(shared),
+        "au_shared": 100,
+        "grass_r2_shared_only": 0.5,
+        "digit_r2_private_only": None,
+        "digit_r2_full": 0.1,
+    }
     if private is not None:
         out.update(private=_scores(private), au_private=25.0, digit_r2_private_only=0.1)
     return out
 
 
 def _result(seed, models, schedule=(3.0, 0.5), offset=0.0):
-    run = {"seed": seed, "fit_seconds": {m: 1.0 for m in models},
-           "pixels": _model(0.0), "pca": _model(0.0)}
+    run = {
+        "seed": seed,
+        "fit_seconds": {m: 1.0 for m in models},
+        "pixels": _model(0.0),
+        "pca": _model(0.0),
+    }
     for m in models:
         run[m] = _model(0.3, None) if m == "vae" else _model(0.01, 0.2 + offset)
-    return {"config": {"max_iter": 100}, "runs": [run], "anneal_schedule": list(schedule),
-            "wall_seconds": 10.0, "hardware": {}, "device": "cpu"}
+    return {
+        "config": {"max_iter": 100},
+        "runs": [run],
+        "anneal_schedule": list(schedule),
+        "wall_seconds": 10.0,
+        "hardware": {},
+        "device": "cpu",
+    }
 
 
 def test_later_file_replaces_the_same_seed_and_model():
@@ -37,8 +52,11 @@ def test_later_file_replaces_the_same_seed_and_model():
     (run,) = merged["runs"]
     assert run["anneal"]["private"]["ari"] == pytest.approx(0.3)
     assert run["alpha1"]["private"]["ari"] == pytest.approx(0.2)
-    assert run["source"]["anneal"] == {"file": "new.json", "device": "cpu",
-                                       "anneal_schedule": [1.5, 0.5]}
+    assert run["source"]["anneal"] == {
+        "file": "new.json",
+        "device": "cpu",
+        "anneal_schedule": [1.5, 0.5],
+    }
     assert run["source"]["vae"]["file"] == "old.json"
 
 
@@ -47,7 +65,8 @@ def test_seeds_from_several_files_are_summarised_together():
     merged = table1_merge.merge(files, ["a", "b", "c"])
     assert merged["seeds"] == [0, 1, 2]
     assert merged["summary"]["alpha1"]["private"]["ari"]["values"] == pytest.approx(
-        [0.2, 0.21, 0.22])
+        [0.2, 0.21, 0.22]
+    )
 
 
 def test_a_missing_model_or_a_config_mismatch_is_an_error():

@@ -11,8 +11,12 @@ import table2_merge  # noqa: E402
 
 
 def _variant(acc, diverged=False):
-    out = {"accuracy_standard": acc, "accuracy_aggregate": acc + 0.01, "fit_seconds": 1.0,
-           "history": []}
+    out = {
+        "accuracy_standard": acc,
+        "accuracy_aggregate": acc + 0.01,
+        "fit_seconds": 1.0,
+        "history": [],
+    }
     if diverged:
         out["diverged"] = {"term": "recon", "epoch": 36, "restored_epoch": 35}
     return out
@@ -23,9 +27,15 @@ def _result(variants, acc=0.5, refs=True, n_train=600, commit="abc", diverged=Fa
     if refs:
         run.update(cnn=0.9, logreg=0.8)
     entry = {"n_train": n_train, "n_test": 100, "likelihood": "gaussian", "runs": [run]}
-    return {"config": {"max_iter": 100}, "results": {"grassy_mnist": entry},
-            "anneal_schedule": [1.5, 0.5], "wall_seconds": 5.0, "hardware": {},
-            "device": "cpu", "commit": commit}
+    return {
+        "config": {"max_iter": 100},
+        "results": {"grassy_mnist": entry},
+        "anneal_schedule": [1.5, 0.5],
+        "wall_seconds": 5.0,
+        "hardware": {},
+        "device": "cpu",
+        "commit": commit,
+    }
 
 
 def test_a_later_variant_replaces_the_earlier_one_and_keeps_the_rest():
@@ -36,8 +46,11 @@ def test_a_later_variant_replaces_the_earlier_one_and_keeps_the_rest():
     assert run["alpha1"]["accuracy_standard"] == 0.7 and "diverged" not in run["alpha1"]
     assert run["anneal"]["accuracy_standard"] == 0.5 and run["cnn"] == 0.9
     assert run["source"]["alpha1"]["commit"] == "def"
-    assert run["source"]["anneal"] == {"file": "full.json", "commit": "abc",
-                                       "anneal_schedule": [1.5, 0.5]}
+    assert run["source"]["anneal"] == {
+        "file": "full.json",
+        "commit": "abc",
+        "anneal_schedule": [1.5, 0.5],
+    }
     summary = merged["results"]["grassy_mnist"]["summary"]
     assert summary["alpha1_aggregate"]["mean"] == pytest.approx(0.71)
     assert summary["cnn"]["mean"] == pytest.approx(0.9)
@@ -50,5 +63,6 @@ def test_missing_variant_or_mismatched_rows_is_an_error():
     with pytest.raises(ValueError, match="no result"):
         table2_merge.merge([_result(["anneal", "no_mi"])], ["a"])
     with pytest.raises(ValueError, match="different numbers of rows"):
-        table2_merge.merge([_result(["anneal", "alpha1", "no_mi"]),
-                            _result(["alpha1"], n_train=60)], ["a", "b"])
+        table2_merge.merge(
+            [_result(["anneal", "alpha1", "no_mi"]), _result(["alpha1"], n_train=60)], ["a", "b"]
+        )

@@ -12,8 +12,14 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn_cpvae import CPVAE
 
 TINY = dict(
-    n_shared=1, n_private=1, hidden_layer_sizes=(4,), max_iter=2, batch_size=8,
-    n_importance_samples=4, device="cpu", random_state=0,
+    n_shared=1,
+    n_private=1,
+    hidden_layer_sizes=(4,),
+    max_iter=2,
+    batch_size=8,
+    n_importance_samples=4,
+    device="cpu",
+    random_state=0,
 )
 
 
@@ -54,9 +60,7 @@ def test_grid_search_and_cross_val_score_parallel_equal_sequential(backend, sequ
     ctx = _quiet()
     try:
         with parallel_backend(backend, n_jobs=2):
-            search2 = GridSearchCV(
-                CPVAE(**TINY), {"n_shared": [1, 2]}, cv=CV, n_jobs=2
-            ).fit(X, y)
+            search2 = GridSearchCV(CPVAE(**TINY), {"n_shared": [1, 2]}, cv=CV, n_jobs=2).fit(X, y)
             scores2 = cross_val_score(CPVAE(**TINY), X, y, cv=CV, n_jobs=2)
     finally:
         ctx.__exit__(None, None, None)
@@ -109,7 +113,9 @@ def test_fit_leaves_global_rng_untouched():
 
     X, y = _data()
     np_state, torch_state, py_state = (
-        np.random.get_state(), torch.random.get_rng_state(), random.getstate()  # noqa: NPY002
+        np.random.get_state(),  # noqa: NPY002
+        torch.random.get_rng_state(),
+        random.getstate(),
     )
     ctx = _quiet()
     try:

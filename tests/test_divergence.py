@@ -14,8 +14,14 @@ from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
 
 # 24 rows, 2 populations, batch_size=8: 2 steps per epoch.
 TINY = dict(
-    n_shared=2, n_private=1, hidden_layer_sizes=(6,), batch_size=8, n_importance_samples=4,
-    device="cpu", random_state=0, n_iter_no_change=50,
+    n_shared=2,
+    n_private=1,
+    hidden_layer_sizes=(6,),
+    batch_size=8,
+    n_importance_samples=4,
+    device="cpu",
+    random_state=0,
+    n_iter_no_change=50,
 )
 STEPS = 2
 
@@ -86,8 +92,7 @@ def test_nan_restores_the_last_good_epoch_exactly(monkeypatch):
     """A NaN in epoch 3 leaves exactly the weights of a clean 2-epoch fit."""
     X, y = _data()
     clean = _quiet_fit(CPVAE(max_iter=2, **TINY), X, y)
-    _inject(monkeypatch, 2 * STEPS,
-            lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
+    _inject(monkeypatch, 2 * STEPS, lambda t: dataclasses.replace(t, loss=t.loss * math.nan))
     est = CPVAE(max_iter=10, **TINY)
     with pytest.raises(TrainingDivergedError, match="term .* became nan at epoch 3") as info:
         _quiet_fit(est, X, y)
@@ -100,8 +105,7 @@ def test_nan_restores_the_last_good_epoch_exactly(monkeypatch):
 
 def test_exploding_term_is_named(monkeypatch):
     X, y = _data()
-    _inject(monkeypatch, 3 * STEPS,
-            lambda t: dataclasses.replace(t, kl_shared=t.kl_shared * 1e9))
+    _inject(monkeypatch, 3 * STEPS, lambda t: dataclasses.replace(t, kl_shared=t.kl_shared * 1e9))
     est = CPVAE(max_iter=10, **TINY)
     with pytest.raises(TrainingDivergedError, match="'kl_shared' term .* exploded .* epoch 4"):
         _quiet_fit(est, X, y)
@@ -112,8 +116,9 @@ def test_exploding_term_is_named(monkeypatch):
 def test_divergence_with_early_stopping_restores_best_epoch(monkeypatch):
     X, y = _data()
     _inject(monkeypatch, 4 * 1, lambda t: dataclasses.replace(t, loss=t.loss * math.inf))
-    est = CPVAE(max_iter=10, early_stopping=True, validation_fraction=0.25,
-                **{**TINY, "batch_size": 4})
+    est = CPVAE(
+        max_iter=10, early_stopping=True, validation_fraction=0.25, **{**TINY, "batch_size": 4}
+    )
     with pytest.raises(TrainingDivergedError):
         _quiet_fit(est, X, y)
     _usable(est, X, y)

@@ -166,8 +166,9 @@ def test_mi_term_pushes_other_populations_to_the_prior(populations_data):
 
 def test_early_stopping_restores_best(populations_data):
     X, y, _, _ = populations_data
-    model = CPVAE(**{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3,
-                  tol=1e-2).fit(X, y)
+    model = CPVAE(
+        **{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3, tol=1e-2
+    ).fit(X, y)
     val = [r["val_loss"] for r in model.history_]
     assert model.n_iter_ < 200 and model.best_loss_ == pytest.approx(min(val))
     assert "val_mi" in model.history_[0]
@@ -187,11 +188,18 @@ def test_warm_start_continues(populations_data):
         model.fit(X, np.where(y == "pop0", "a", "b"))
 
 
-@pytest.mark.parametrize("change", [
-    {"n_private": 3}, {"hidden_layer_sizes": (8,)}, {"activation": "tanh"},
-    {"likelihood": "bernoulli"}, {"missing": "mask"}, {"shared_invariance": 1.0},
-    {"no_private_populations": ["pop0"]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_private": 3},
+        {"hidden_layer_sizes": (8,)},
+        {"activation": "tanh"},
+        {"likelihood": "bernoulli"},
+        {"missing": "mask"},
+        {"shared_invariance": 1.0},
+        {"no_private_populations": ["pop0"]},
+    ],
+)
 def test_warm_start_refuses_changed_networks(populations_data, change):
     X, y, _, _ = populations_data
     X = np.clip(X, 0, 1) if "likelihood" in change else X
@@ -253,8 +261,10 @@ def test_bernoulli_likelihood():
     "mutate, match",
     [
         (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y), "NaN"),
-        (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), y),
-         "infinity"),
+        (
+            lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), y),
+            "infinity",
+        ),
         (lambda X, y: (X, np.full(len(y), "pop0")), "at least 2 populations"),
         (lambda X, y: (X, np.append(y[:-1], "lonely")), r"at least 2 rows.*lonely"),
         (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
@@ -298,8 +308,14 @@ def test_unfitted_raises(method):
 
 def test_invalid_parameters_raise():
     X, y, _, _ = make_populations(n_per_pop=10)
-    for params in ({"n_shared": 0}, {"objective": "x"}, {"mi_weight": -1},
-                   {"hidden_layer_sizes": (0,)}, {"device": "tpu9"}, {"priors": [1.0]}):
+    for params in (
+        {"n_shared": 0},
+        {"objective": "x"},
+        {"mi_weight": -1},
+        {"hidden_layer_sizes": (0,)},
+        {"device": "tpu9"},
+        {"priors": [1.0]},
+    ):
         with pytest.raises(ValueError):
             CPVAE(**{**SMALL, **params, "max_iter": 1}).fit(X, y).predict(X)
 

@@ -51,8 +51,15 @@ def _estimate(recon, kl_z, kl_all, rows, alpha):
     counts = torch.as_tensor(np.bincount(POPS[rows], minlength=3), dtype=torch.float64)
     rows = torch.as_tensor(rows)
     return cpvae_terms(
-        recon[rows], kl_z[rows], pops, counts, sizes, objective="mi", mi_weight=alpha,
-        kl_t_others=kl_all[:, rows], others_weight=mi_weights(pops, counts, sizes),
+        recon[rows],
+        kl_z[rows],
+        pops,
+        counts,
+        sizes,
+        objective="mi",
+        mi_weight=alpha,
+        kl_t_others=kl_all[:, rows],
+        others_weight=mi_weights(pops, counts, sizes),
     )
 
 
@@ -110,9 +117,10 @@ def test_kl_and_log_densities_match_torch_distributions():
 
 def test_log_marginal_is_is_log_mean_exp():
     log_w = torch.tensor([[-1.0, -800.0], [-2.0, -801.0], [-3.0, -799.0]], dtype=torch.float64)
-    expected = [math.log(np.mean(np.exp([-1.0, -2.0, -3.0]))), -800.0 + math.log(
-        np.mean(np.exp([0.0, -1.0, 1.0]))
-    )]
+    expected = [
+        math.log(np.mean(np.exp([-1.0, -2.0, -3.0]))),
+        -800.0 + math.log(np.mean(np.exp([0.0, -1.0, 1.0]))),
+    ]
     np.testing.assert_allclose(log_marginal_is(log_w).numpy(), expected, rtol=1e-12)
 
 
@@ -172,8 +180,15 @@ def test_balanced_layout_matches_general_layout():
     for objective in ("mi", "elbo"):
         a, b = (
             batch_terms(
-                module, x, pops, counts, sizes, objective=objective, mi_weight=2.0,
-                generator=torch.Generator().manual_seed(5), balanced=bal,
+                module,
+                x,
+                pops,
+                counts,
+                sizes,
+                objective=objective,
+                mi_weight=2.0,
+                generator=torch.Generator().manual_seed(5),
+                balanced=bal,
             )
             for bal in (True, False)
         )
@@ -188,7 +203,13 @@ def test_mi_gradient_reaches_every_private_encoder_from_other_populations():
     pops = torch.tensor([0, 0, 1, 1, 2, 2])
     counts = torch.full((3,), 2.0, dtype=torch.float64)
     terms = batch_terms(
-        module, x, pops, counts, counts, objective="mi", mi_weight=1.0,
+        module,
+        x,
+        pops,
+        counts,
+        counts,
+        objective="mi",
+        mi_weight=1.0,
         generator=torch.Generator().manual_seed(0),
     )
     terms.mi.backward()

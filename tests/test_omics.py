@@ -25,8 +25,13 @@ from sklearn_cpvae.diagnostics import (
 )
 
 SMALL = dict(
-    n_shared=2, n_private=2, hidden_layer_sizes=(32,), n_importance_samples=8,
-    batch_size=32, device="cpu", random_state=0,
+    n_shared=2,
+    n_private=2,
+    hidden_layer_sizes=(32,),
+    n_importance_samples=8,
+    batch_size=32,
+    device="cpu",
+    random_state=0,
 )
 
 
@@ -115,8 +120,13 @@ def test_library_size_offset_removes_depth_from_codes():
     y = rng.integers(0, 2, n)
     corr = {}
     for lib in (True, False):
-        m = CPVAE(likelihood="poisson", library_size=lib, n_shared=1, max_iter=40,
-                  **{k: v for k, v in SMALL.items() if k != "n_shared"}).fit(C, y)
+        m = CPVAE(
+            likelihood="poisson",
+            library_size=lib,
+            n_shared=1,
+            max_iter=40,
+            **{k: v for k, v in SMALL.items() if k != "n_shared"},
+        ).fit(C, y)
         z = m.set_params(blocks="shared").transform(C).ravel()
         corr[lib] = abs(np.corrcoef(z, np.log(depth))[0, 1])
         if lib:
@@ -226,7 +236,8 @@ def test_dataframe_population_column_in_pipeline():
     df = pd.DataFrame(X, columns=genes)
     df["study"] = y
     pre = ColumnTransformer(
-        [("scale", StandardScaler(), genes)], remainder="passthrough",
+        [("scale", StandardScaler(), genes)],
+        remainder="passthrough",
         verbose_feature_names_out=False,
     )
     model = CPVAE(population_column="study", max_iter=3, **SMALL)
@@ -262,8 +273,12 @@ def test_population_without_private_space_is_contrastive():
     y = np.repeat(["background", "target"], n)
     sub = rng.integers(0, 2, n)  # hidden subgroups of the target only
     X[n:, 6:] += np.where(sub[:, None] == 1, 2.0, -2.0)
-    model = CPVAE(no_private_populations=["background"], n_private=1, max_iter=60,
-                  **{k: v for k, v in SMALL.items() if k != "n_private"}).fit(X, y)
+    model = CPVAE(
+        no_private_populations=["background"],
+        n_private=1,
+        max_iter=60,
+        **{k: v for k, v in SMALL.items() if k != "n_private"},
+    ).fit(X, y)
     assert list(model.has_private_) == [False, True]
     codes = model.set_params(blocks="private").transform(X, y)
     assert np.all(codes[:n] == 0)
@@ -273,7 +288,8 @@ def test_population_without_private_space_is_contrastive():
     both = model.set_params(blocks="both").transform(X[:5], y[:5])
     np.testing.assert_allclose(
         model.inverse_transform(both, y[:5], part="full"),
-        model.inverse_transform(both, part="shared"), atol=1e-6,
+        model.inverse_transform(both, part="shared"),
+        atol=1e-6,
     )
     proba = model.predict_proba(X)
     assert np.isfinite(proba).all()
@@ -363,7 +379,6 @@ def test_variance_explained_needs_gaussian():
     m = CPVAE(likelihood="poisson", max_iter=1, **SMALL).fit(C, np.repeat([0, 1], 20))
     with pytest.raises(ValueError, match="gaussian"):
         variance_explained(m, C, np.repeat([0, 1], 20))
-
 
 
 # ------------------------------------------------------------------------ GPU

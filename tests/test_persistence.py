@@ -16,8 +16,14 @@ from sklearn_cpvae import CPVAE, _persistence, load
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 TINY = dict(
-    n_shared=2, n_private=1, hidden_layer_sizes=(6,), max_iter=3, batch_size=8,
-    n_importance_samples=4, device="cpu", random_state=0,
+    n_shared=2,
+    n_private=1,
+    hidden_layer_sizes=(6,),
+    max_iter=3,
+    batch_size=8,
+    n_importance_samples=4,
+    device="cpu",
+    random_state=0,
 )
 
 
@@ -60,8 +66,9 @@ def test_round_trip_is_bit_identical(fitted, tmp_path):
     for name in before:
         assert_array_equal(before[name], after[name], err_msg=name)
     # float32 input goes through the float32 module: also identical.
-    assert_array_equal(model.transform(X.astype(np.float32), y),
-                       loaded.transform(X.astype(np.float32), y))
+    assert_array_equal(
+        model.transform(X.astype(np.float32), y), loaded.transform(X.astype(np.float32), y)
+    )
     for key, value in model.get_params().items():
         assert_array_equal(np.asarray(value), np.asarray(loaded.get_params()[key]), key)
     assert loaded.hidden_layer_sizes == (6,)  # tuples stay tuples
@@ -71,7 +78,8 @@ def test_round_trip_is_bit_identical(fitted, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "labels", [(3, 7), (True, False), (1.0, 2.0), np.array(["x", "yy"], dtype=object)],
+    "labels",
+    [(3, 7), (True, False), (1.0, 2.0), np.array(["x", "yy"], dtype=object)],
     ids=["int", "bool", "float", "object-str"],
 )
 def test_label_dtypes_survive(labels, tmp_path):
@@ -221,8 +229,9 @@ def test_other_files_are_refused(tmp_path):
     text.write_bytes(b"hello world, this is not a model")
     with pytest.raises(ValueError, match="truncated or is not"):
         load(text)
-    header = json.dumps({"__metadata__": {"sklearn_cpvae": json.dumps({"format": "x"}),
-                                          "sha256": ""}}).encode()
+    header = json.dumps(
+        {"__metadata__": {"sklearn_cpvae": json.dumps({"format": "x"}), "sha256": ""}}
+    ).encode()
     text.write_bytes(struct.pack("<Q", len(header)) + header)
     with pytest.raises(ValueError, match="not a sklearn_cpvae CPVAE file"):
         load(text)
@@ -250,8 +259,9 @@ def test_files_of_past_releases_still_load():
     assert_allclose(model.transform(X, y), expected["transform"], rtol=1e-5, atol=1e-7)
     assert_allclose(model.score_samples(X), expected["score_samples"], rtol=1e-5)
     codes = model.transform(X, y)
-    assert_allclose(model.inverse_transform(codes, y), expected["inverse_transform"],
-                    rtol=1e-5, atol=1e-7)
+    assert_allclose(
+        model.inverse_transform(codes, y), expected["inverse_transform"], rtol=1e-5, atol=1e-7
+    )
 
 
 # ---------------------------------------------------------------- pickle/joblib
@@ -329,8 +339,15 @@ def test_round_trip_keeps_every_model_option(options, tmp_path):
     X[y == "a", :2] *= 3
     if options.get("missing") == "mask":
         X[3, 2] = np.nan
-    model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(6,), max_iter=2,
-                  n_importance_samples=4, random_state=0, **options)
+    model = CPVAE(
+        n_shared=2,
+        n_private=1,
+        hidden_layer_sizes=(6,),
+        max_iter=2,
+        n_importance_samples=4,
+        random_state=0,
+        **options,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)

@@ -55,8 +55,17 @@ def test_balanced_layout_matches_general_path(objective):
     results = []
     for balanced in (True, False):
         gen = torch.Generator().manual_seed(5)
-        terms = batch_terms(mod, x, pops, counts, sizes, objective=objective, mi_weight=2.0,
-                            generator=gen, balanced=balanced)
+        terms = batch_terms(
+            mod,
+            x,
+            pops,
+            counts,
+            sizes,
+            objective=objective,
+            mi_weight=2.0,
+            generator=gen,
+            balanced=balanced,
+        )
         grads = torch.autograd.grad(terms.loss, list(mod.parameters()), allow_unused=True)
         results.append(({n: float(v.detach()) for n, v in terms.__dict__.items()}, grads))
     (f1, g1), (f2, g2) = results
@@ -77,8 +86,16 @@ def test_subsampled_batch_terms_expectation():
     common = dict(objective="mi", mi_weight=1.0, balanced=True)
     with torch.no_grad():
         exact = batch_terms(mod, x, pops, counts, sizes, generator=torch.Generator(), **common)
-        sub = batch_terms(mod, x, pops, counts, sizes, generator=torch.Generator().manual_seed(2),
-                          mi_samples=50_000, **common)
+        sub = batch_terms(
+            mod,
+            x,
+            pops,
+            counts,
+            sizes,
+            generator=torch.Generator().manual_seed(2),
+            mi_samples=50_000,
+            **common,
+        )
     assert sub.mi.item() == pytest.approx(exact.mi.item(), rel=1e-2)
 
 
@@ -89,13 +106,21 @@ def _data(n=120, d=5, k=3, seed=0):
     return X, y
 
 
-SMALL = dict(n_shared=2, n_private=2, hidden_layer_sizes=(8,), max_iter=2, batch_size=8,
-             n_importance_samples=4, device="cpu")
+SMALL = dict(
+    n_shared=2,
+    n_private=2,
+    hidden_layer_sizes=(8,),
+    max_iter=2,
+    batch_size=8,
+    n_importance_samples=4,
+    device="cpu",
+)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("params", [dict(mi_samples=3), dict(precision="bf16"),
-                                    dict(mi_samples=2, early_stopping=True)])
+@pytest.mark.parametrize(
+    "params", [dict(mi_samples=3), dict(precision="bf16"), dict(mi_samples=2, early_stopping=True)]
+)
 def test_fit_options_are_deterministic(params):
     X, y = _data(n=60)
     a = CPVAE(random_state=0, **SMALL, **params).fit(X, y)
@@ -128,11 +153,19 @@ def test_inference_chunking_does_not_change_results(monkeypatch):
     est = CPVAE(random_state=0, **SMALL).fit(X, y)
     Xf = X.astype(np.float32)
     codes = est.transform(Xf, populations=y)
-    ref = [est.predict_proba(Xf), est.score_samples(Xf), codes,
-           est.inverse_transform(codes, populations=y)]
+    ref = [
+        est.predict_proba(Xf),
+        est.score_samples(Xf),
+        codes,
+        est.inverse_transform(codes, populations=y),
+    ]
     monkeypatch.setattr(est_mod, "_CHUNK_BYTES", 1)  # one row per chunk
-    got = [est.predict_proba(Xf), est.score_samples(Xf), est.transform(Xf, populations=y),
-           est.inverse_transform(codes, populations=y)]
+    got = [
+        est.predict_proba(Xf),
+        est.score_samples(Xf),
+        est.transform(Xf, populations=y),
+        est.inverse_transform(codes, populations=y),
+    ]
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -144,8 +177,9 @@ def test_grid_search_through_joblib_threading_backend():
     from sklearn.model_selection import GridSearchCV
 
     X, y = _data()
-    search = GridSearchCV(CPVAE(random_state=0, **SMALL), {"mi_samples": [None, 2]}, cv=2,
-                          n_jobs=2)
+    search = GridSearchCV(
+        CPVAE(random_state=0, **SMALL), {"mi_samples": [None, 2]}, cv=2, n_jobs=2
+    )
     with parallel_backend("threading"):
         search.fit(X, y)
     assert set(search.cv_results_["param_mi_samples"]) == {None, 2}
@@ -160,17 +194,20 @@ def test_grid_search_on_local_dask_cluster():
     from sklearn.model_selection import GridSearchCV
 
     X, y = _data()
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         with distributed.Client(cluster):
-            search = GridSearchCV(CPVAE(random_state=0, **SMALL), {"mi_samples": [None, 2]},
-                                  cv=2, n_jobs=-1)
+            search = GridSearchCV(
+                CPVAE(random_state=0, **SMALL), {"mi_samples": [None, 2]}, cv=2, n_jobs=-1
+            )
             with parallel_backend("dask"):
                 search.fit(X, y)
     local = GridSearchCV(CPVAE(random_state=0, **SMALL), {"mi_samples": [None, 2]}, cv=2)
     local.fit(X, y)
-    np.testing.assert_allclose(search.cv_results_["mean_test_score"],
-                               local.cv_results_["mean_test_score"])
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
+    )
 
 
 @pytest.mark.gpu

@@ -13,8 +13,14 @@ EXPECTED_FAILED_CHECKS = {}
 
 def _instances():
     common = dict(
-        n_shared=2, n_private=2, hidden_layer_sizes=(16,), max_iter=20,
-        n_importance_samples=8, batch_size=16, device="cpu", random_state=0,
+        n_shared=2,
+        n_private=2,
+        hidden_layer_sizes=(16,),
+        max_iter=20,
+        n_importance_samples=8,
+        batch_size=16,
+        device="cpu",
+        random_state=0,
     )
     return [
         CPVAE(**common),
@@ -26,9 +32,7 @@ def _instances():
     ]
 
 
-@parametrize_with_checks(
-    _instances(), expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS
-)
+@parametrize_with_checks(_instances(), expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -28,8 +28,14 @@ def main():
 
     X, y = fixture_data()
     model = CPVAE(
-        n_shared=2, n_private=1, hidden_layer_sizes=(6,), max_iter=5, batch_size=8,
-        n_importance_samples=4, device="cpu", random_state=0,
+        n_shared=2,
+        n_private=1,
+        hidden_layer_sizes=(6,),
+        max_iter=5,
+        batch_size=8,
+        n_importance_samples=4,
+        device="cpu",
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
