@@ -8,7 +8,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from sklearn_cpvae._module import CPVAEModule, batch_terms
+from sklearn_cpvae._module import CPVAEModule
+from sklearn_cpvae._objective import batch_terms
 from sklearn_cpvae._training import balanced_batches
 
 

@@ -29,7 +29,7 @@ import _common as C  # noqa: E402
 import table2_classification as T2  # noqa: E402
 
 from sklearn_cpvae import CPVAE  # noqa: E402
-from sklearn_cpvae._module import importance_terms  # noqa: E402
+from sklearn_cpvae._objective import importance_terms  # noqa: E402
 
 
 def kl_diag(mu, lv, pm, plv):

@@ -66,7 +66,7 @@ def run(name, X, y, likelihood, lr, clip, epochs):
         norms.append(float(norm))
         return norm
 
-    def spy_check(record, epoch, scale, previous=None):
+    def spy_check(record, epoch, scale, previous=None, names=_training.TERMS):
         terms = _training.TERMS
         ratios.append(max(abs(record[t]) for t in terms) / scale if scale else math.nan)
         if previous is not None and scale:

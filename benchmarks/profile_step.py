@@ -16,7 +16,8 @@ import time
 
 import torch
 
-from sklearn_cpvae._module import CPVAEModule, batch_terms
+from sklearn_cpvae._module import CPVAEModule
+from sklearn_cpvae._objective import batch_terms
 
 torch.set_num_threads(int(os.environ.get("T", 2)))
 K = int(sys.argv[1])

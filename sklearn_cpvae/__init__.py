@@ -6,11 +6,9 @@ information regularised objective, sub-group discovery and classification by
 importance-sampled marginal likelihood.
 """
 
-from sklearn_cpvae._estimator import CPVAE
-from sklearn_cpvae._persistence import load
+from sklearn_cpvae._estimator import CPVAE, load
 from sklearn_cpvae._training import TrainingDivergedError
+from sklearn_cpvae._version import __version__
 from sklearn_cpvae.baselines import VAE
-
-__version__ = "0.1.0"
 
 __all__ = ["CPVAE", "VAE", "TrainingDivergedError", "__version__", "load"]

@@ -89,19 +89,3 @@ def column_moments(X, block_rows=8192):
     count = np.maximum(count, 1)
     mean = total / count
     return mean, np.maximum(total_sq / count - mean**2, 0.0)
-
-
-def start_values(X, likelihood):
-    """Initial decoder output bias and log Psi: the best model that explains nothing.
-
-    Gaussian: each feature's mean, and log of the mean feature variance; Bernoulli: the
-    logit of each feature's mean (no Psi). Starting Psi at 1 instead, on data of variance
-    ~0.05 (raw pixels), made the reconstruction term ~20x too weak against the KL terms
-    for thousands of Adam steps, and codes collapsed (docs/reproduction.md, Finding 1).
-    Returns ``(bias, log_psi)``, ``log_psi`` None for Bernoulli.
-    """
-    mean, var = column_moments(X)
-    if likelihood == "bernoulli":
-        p = np.clip(mean, 1e-3, 1 - 1e-3)
-        return np.log(p) - np.log1p(-p), None
-    return mean, float(np.log(max(np.mean(var), 1e-6)))

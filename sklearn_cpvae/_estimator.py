@@ -1,6 +1,11 @@
-"""The scikit-learn estimator: validation, fitted attributes and the numpy/torch boundary."""
+"""The scikit-learn estimator CPVAE: parameters, fit, the public methods and load().
 
-import copy
+The numerical work happens elsewhere (``docs/architecture.md``): validation in
+:mod:`~sklearn_cpvae._validation`, the likelihoods in :mod:`~sklearn_cpvae._likelihoods`,
+the networks in :mod:`~sklearn_cpvae._module`, training in :mod:`~sklearn_cpvae._training`
+and inference in :mod:`~sklearn_cpvae._inference`.
+"""
+
 import warnings
 from numbers import Integral, Real
 
@@ -10,16 +15,14 @@ import torch
 from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_array
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from sklearn_cpvae._checks import check_finite_output, check_float32_range, fit_info
-from sklearn_cpvae._data import start_values, training_tensor
-from sklearn_cpvae._module import COUNT_LIKELIHOODS, CPVAEModule, log_likelihood_per_population
+from sklearn_cpvae import _inference, _persistence
+from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
+from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS
-from sklearn_cpvae._objective import decoder_mean
 from sklearn_cpvae._sklearn_compat import (
     Interval,
     StrOptions,
@@ -27,12 +30,20 @@ from sklearn_cpvae._sklearn_compat import (
     _get_output_config,
     validate_data,
 )
-from sklearn_cpvae._sparse import SparseRows, row_totals
-from sklearn_cpvae._torch_utils import derive_seeds, make_generator, resolve_device
-from sklearn_cpvae._training import TrainConfig, TrainingDivergedError, train
-
-# Inference works in chunks whose temporaries stay under this many bytes.
-_CHUNK_BYTES = 256 * 2**20
+from sklearn_cpvae._torch_utils import derive_seeds, fit_info, resolve_device
+from sklearn_cpvae._training import TrainConfig, fit_module, training_data
+from sklearn_cpvae._validation import (
+    check_fitted_X,
+    check_float32_range,
+    check_populations,
+    check_same_networks,
+    finite_mode,
+    hidden_sizes,
+    population_index,
+    private_gate,
+    resolve_priors,
+    split_population_column,
+)
 
 
 class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -221,7 +232,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     If a term of the objective becomes non-finite, explodes or jumps between epochs (see
-    ``docs/persistence.md#divergence``), ``fit`` restores the weights of the epoch with
+    ``docs/training.md#divergence``), ``fit`` restores the weights of the epoch with
     the lowest loss once annealing is over (before that, of the last good epoch),
     completes every fitted attribute, and raises
     :class:`~sklearn_cpvae.TrainingDivergedError` naming the term, the epoch and the
@@ -258,7 +269,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_shared": [Interval(Integral, 1, None, closed="left")],
         "n_private": [Interval(Integral, 1, None, closed="left")],
-        "likelihood": [StrOptions({"gaussian", "bernoulli", "poisson", "nb"})],
+        "likelihood": [StrOptions(set(LIKELIHOODS))],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "objective": [StrOptions({"mi", "elbo"})],
@@ -375,53 +386,34 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         X, classes, y_idx, gate = self._validated_fit_data(X, y)
-
         seeds = derive_seeds(self.random_state, 5)
         seed_init, seed_train, seed_split, seed_val, seed_is = seeds
         device = resolve_device(self.device)
-        continuing = self._continuing()
-        if continuing and not np.array_equal(classes, self.classes_):
-            raise ValueError(
-                f"warm_start=True but y has populations {classes.tolist()}, "
-                f"while the model was fitted on {self.classes_.tolist()}."
-            )
+        continuing = self.warm_start and hasattr(self, "module_")
         if continuing:
-            self._check_same_networks(gate)
-        if not continuing:
+            if not np.array_equal(classes, self.classes_):
+                raise ValueError(
+                    f"warm_start=True but y has populations {classes.tolist()}, "
+                    f"while the model was fitted on {self.classes_.tolist()}."
+                )
+            check_same_networks(self.module_.signature(), self._network_params(gate))
+        else:
             self.classes_ = classes
             self.n_iter_ = 0
             self.history_ = []
             self._optimizer_state = None
-            self._init_networks(X, gate, seed_init)
+            self.module_, self.library_size_ref_ = _start_networks(self, X, gate, seed_init)
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
 
-        rows_tr, idx_tr, val = None, y_idx, None
-        if self.early_stopping:
-            rows_tr, rows_val = train_test_split(
-                np.arange(X.shape[0]),
-                test_size=self.validation_fraction,
-                stratify=y_idx,
-                random_state=seed_split,
-            )
-            idx_tr = y_idx[rows_tr]
-            x_val = self._rows_source(X, device, rows_val)
-            val = (x_val, torch.as_tensor(y_idx[rows_val], device=x_val.device))
-        # One float32 copy of the rows at most (none for float32 input on the CPU);
-        # a sparse X stays sparse and is densified one minibatch at a time.
-        x_t = self._rows_source(X, device, rows_tr)
-        pops = torch.as_tensor(idx_tr, device=x_t.device)
-        pop_sizes = torch.as_tensor(
-            np.bincount(idx_tr, minlength=len(classes)), dtype=torch.float32, device=device
+        data, val = training_data(
+            X,
+            y_idx,
+            len(classes),
+            device,
+            validation_fraction=self.validation_fraction if self.early_stopping else None,
+            seed=seed_split,
         )
-
-        module = self.module_.to(device)
-        # The fused kernel updates every parameter in one pass; with K private networks
-        # the optimiser touches O(K) weights per step, so this matters as much as the GEMMs.
-        fused = device.type in ("cpu", "cuda")
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate_init, fused=fused)
-        if continuing and self._optimizer_state is not None:
-            optimizer.load_state_dict(self._optimizer_state)
         cfg = TrainConfig(
             objective=self.objective,
             mi_weight=float(self.mi_weight),
@@ -436,41 +428,33 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             mi_samples=self.mi_samples,
             precision=self.precision,
         )
-        generator = make_generator(seed_train, device)
-        index_generator = generator if device.type == "cpu" else make_generator(seed_train, "cpu")
-        diverged = None
-        try:
-            result = train(
-                module,
-                optimizer,
-                (x_t, pops, pop_sizes),
-                cfg,
-                generator,
-                index_generator=index_generator,
-                start_epoch=self.n_iter_,
-                val=val,
-                val_seed=seed_val,
-            )
-        except TrainingDivergedError as exc:
-            # Good weights are restored: finish fitting, then raise (see
-            # docs/persistence.md#divergence). Adam's moments may hold NaN: drop them.
-            diverged, result = exc, exc.result
-        finally:
-            self.module_ = module.to("cpu").eval()
-        self._optimizer_state = (
-            None if diverged is not None else _state_to_cpu(optimizer.state_dict())
+        outcome = fit_module(
+            self.module_,
+            data,
+            cfg,
+            device=device,
+            learning_rate=self.learning_rate_init,
+            seed=seed_train,
+            optimizer_state=self._optimizer_state if continuing else None,
+            start_epoch=self.n_iter_,
+            val=val,
+            val_seed=seed_val,
         )
+        result = outcome.result
+        # The fitted attributes are completed even after a divergence (good weights were
+        # restored, see docs/training.md#divergence); the error is raised at the end.
+        self._optimizer_state = outcome.optimizer_state
         self.device_ = str(device)
         self.history_ = self.history_ + result.history
         self.loss_curve_ = [r["loss"] for r in self.history_]
         self.best_loss_ = result.best_loss
         self.n_iter_ = result.n_iter
         self._importance_seed = seed_is
-        self.priors_ = self._resolve_priors()
+        self.priors_ = resolve_priors(self.priors, self.population_counts_)
         self._fit_private_aggregate(X, y_idx)
         self.fit_info_ = fit_info(device, seeds, self.random_state)
-        if diverged is not None:
-            raise diverged
+        if outcome.diverged is not None:
+            raise outcome.diverged
         if result.interrupted:
             warnings.warn(
                 f"Training interrupted by the user at epoch {result.n_iter + 1}; the "
@@ -490,7 +474,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _validated_fit_data(self, X, y):
         """Validated X (CSR if sparse), population labels and indices, private gates."""
-        X, column = self._pop_population_column(X)
+        X, column = split_population_column(X, self.population_column)
         if column is not None:
             if y is not None and not np.array_equal(np.asarray(y), column):
                 raise ValueError(
@@ -510,19 +494,19 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             y,
             dtype=[np.float64, np.float32],
             ensure_min_samples=2,
-            reset=not self._continuing(),
+            reset=not (self.warm_start and hasattr(self, "module_")),
             accept_sparse=("csr", "csc"),
-            ensure_all_finite=self._finite_mode(),
+            ensure_all_finite=finite_mode(self.missing),
         )
         if sp.issparse(X):
             X = X.tocsr()
         check_classification_targets(y)
         check_float32_range(X)
-        self._hidden_sizes()  # validate before any work
+        hidden_sizes(self.hidden_layer_sizes)  # validate before any work
         classes, y_idx = np.unique(y, return_inverse=True)
-        self._check_populations(classes, y_idx)
-        self._check_support(X)
-        gate = self._private_gate(classes)
+        check_populations(classes, y_idx)
+        get_likelihood(self.likelihood).check_support(X)
+        gate = private_gate(self.no_private_populations, classes)
         if self.objective == "mi" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
@@ -532,191 +516,48 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return X, classes, y_idx, gate
 
-    def _init_networks(self, X, gate, seed_init):
-        """Build the networks and start the decoder (and Psi) at the data's scale."""
-        self.module_ = self._build_module(X.shape[1], gate, seed_init)
-        self.library_size_ref_ = 1.0
-        if self.likelihood in COUNT_LIKELIHOODS and self.library_size:
-            self.library_size_ref_ = float(max(1.0, np.median(row_totals(X))))
-            self.module_.log_library_ref.fill_(np.log(self.library_size_ref_))
-        if self.likelihood in COUNT_LIKELIHOODS:
-            # Start f_s at the log mean count of each feature (at the reference
-            # library size) rather than at log-rate 0, which is far from typical
-            # counts and costs many epochs to climb.
-            with torch.no_grad():
-                self.module_.dec_shared.biases[-1].add_(
-                    torch.as_tensor(self._log_mean_counts(X), dtype=torch.float32)
-                )
-        else:
-            self._init_to_data_scale(X)
+    def _network_params(self, gate):
+        """The parameters that shape the networks, as :meth:`CPVAEModule.signature` reads
+        them off a module (from the parameters, without building a second set)."""
+        return {
+            "n_shared": self.n_shared,
+            "n_private": self.n_private,
+            "hidden_layer_sizes": hidden_sizes(self.hidden_layer_sizes),
+            "activation": self.activation,
+            "likelihood": self.likelihood,
+            "missing": self.missing == "mask",
+            "library_size": bool(self.library_size) and get_likelihood(self.likelihood).counts,
+            "shared_invariance": float(self.shared_invariance),
+            "no_private_populations": [float(g) for g in gate],
+        }
 
-    def _finite_mode(self):
-        return "allow-nan" if self.missing == "mask" else True
-
-    def _pop_population_column(self, X):
-        """``(X without the population column, the column as ndarray or None)``."""
-        col = self.population_column
-        if col is None:
-            return X, None
-        if not hasattr(X, "columns") or col not in X.columns:
-            return X, None
-        return X.drop(columns=[col]), np.asarray(X[col])
-
-    @staticmethod
-    def _rows_source(X, device, rows=None):
-        """Rows ``rows`` of X for training: a float32 tensor, or densify-on-demand rows."""
-        if sp.issparse(X):
-            return SparseRows(X if rows is None else X[rows], device)
-        return training_tensor(X, device, rows)
-
-    def _check_support(self, X):
-        """Value ranges the likelihood needs, checked without densifying a sparse X."""
-        if self.likelihood not in ("bernoulli", *COUNT_LIKELIHOODS):
-            return
-        if sp.issparse(X):
-            vals = X.data[~np.isnan(X.data)]
-            lo = min(vals.min(initial=0.0), 0.0) if X.nnz < np.prod(X.shape) else vals.min()
-            hi = max(vals.max(initial=0.0), 0.0)
-        else:
-            lo, hi = np.nanmin(X), np.nanmax(X)
-        if self.likelihood == "bernoulli" and (lo < 0 or hi > 1):
-            raise ValueError(
-                "likelihood='bernoulli' needs X in [0, 1]; got values in "
-                f"[{lo:.3g}, {hi:.3g}]. Use likelihood='gaussian' or rescale X."
-            )
-        if self.likelihood in COUNT_LIKELIHOODS and lo < 0:
-            raise ValueError(
-                f"likelihood={self.likelihood!r} models non-negative counts; X has a "
-                f"negative value ({lo:.3g}). Pass raw counts, or use likelihood='gaussian' "
-                "for log-transformed or standardised data."
-            )
-
-    def _init_to_data_scale(self, X):
-        """Start f_s's output at the feature means and Psi at their variance (see
-        :func:`~sklearn_cpvae._data.start_values`), whatever the data's scale."""
-        bias, log_psi = start_values(X, self.likelihood)
-        with torch.no_grad():
-            if log_psi is not None:
-                self.module_.log_psi.fill_(log_psi)
-            self.module_.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
-
-    def _log_mean_counts(self, X):
-        """log of each feature's mean count, rows rescaled to ``library_size_ref_``."""
-        scale = np.ones(X.shape[0])
-        if self.library_size:
-            scale = self.library_size_ref_ / np.maximum(row_totals(X), 1.0)
-        if sp.issparse(X):
-            X = X.copy()
-            X.data = np.nan_to_num(X.data)
-            sums = np.asarray(X.T @ scale).ravel()
-            n_obs = X.shape[0]
-        else:
-            obs = ~np.isnan(X)
-            sums = np.nan_to_num(X).T @ scale
-            n_obs = np.maximum(obs.sum(0), 1)
-        return np.log(np.maximum(sums / n_obs, 1e-3))
-
-    def _private_gate(self, classes):
-        """1.0 for populations with a private space, 0.0 for ``no_private_populations``."""
-        gate = np.ones(len(classes))
-        if self.no_private_populations is None:
-            return gate
-        listed = np.asarray(self.no_private_populations)
-        if listed.ndim != 1:
-            raise ValueError("no_private_populations must be a 1-D list of population labels.")
-        unknown = [v for v in listed.tolist() if v not in classes.tolist()]
-        if unknown:
-            raise ValueError(
-                f"no_private_populations has label(s) {unknown} that are not populations "
-                f"of y {classes.tolist()}."
-            )
-        gate[np.isin(classes, listed)] = 0.0
-        return gate
-
-    def _build_module(self, n_features, private_gate, seed):
+    def _build_module(self, n_features, gate, seed):
         """The networks for this configuration; ``fit`` and :func:`load` both build here."""
         return CPVAEModule(
             n_features,
-            len(private_gate),
+            len(gate),
             self.n_shared,
             self.n_private,
-            self._hidden_sizes(),
+            hidden_sizes(self.hidden_layer_sizes),
             self.activation,
             self.likelihood,
             torch.Generator().manual_seed(seed),
             mask_missing=self.missing == "mask",
             library_size=self.library_size,
-            private_gate=private_gate,
+            private_gate=gate,
             shared_invariance=self.shared_invariance,
         )
 
-    def _continuing(self):
-        return self.warm_start and hasattr(self, "module_")
-
-    def _check_same_networks(self, gate):
-        """With ``warm_start``, the parameters that shape the networks must not change:
-        training would otherwise go on with the old networks and ignore the new values."""
-        fitted = _network_signature(self.module_)
-        # From the parameters, without building (and allocating) a second set of networks.
-        wanted = {
-            "n_shared": self.n_shared,
-            "n_private": self.n_private,
-            "hidden_layer_sizes": self._hidden_sizes(),
-            "activation": self.activation,
-            "likelihood": self.likelihood,
-            "missing": self.missing == "mask",
-            "library_size": bool(self.library_size) and self.likelihood in COUNT_LIKELIHOODS,
-            "shared_invariance": float(self.shared_invariance),
-            "no_private_populations": [float(g) for g in gate],
-        }
-        changed = sorted(k for k in wanted if wanted[k] != fitted[k])
-        if changed:
-            raise ValueError(
-                f"warm_start=True but the networks' configuration changed since the last "
-                f"fit ({', '.join(changed)}); set warm_start=False to fit afresh, or set "
-                "those parameters back."
-            )
-
-    def _hidden_sizes(self):
-        hidden = self.hidden_layer_sizes
-        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
-        if not hidden or any(not isinstance(h, Integral) or h < 1 for h in hidden):
-            raise ValueError(
-                "hidden_layer_sizes must be a non-empty sequence of positive integers; "
-                f"got {self.hidden_layer_sizes!r}."
-            )
-        return [int(h) for h in hidden]
-
-    @staticmethod
-    def _check_populations(classes, y_idx):
-        if len(classes) < 2:
-            raise ValueError(
-                "CPVAE needs at least 2 populations (classes) in y; got 1 class: "
-                f"{classes.tolist()}."
-            )
-        counts = np.bincount(y_idx, minlength=len(classes))
-        small = [str(c) for c, n in zip(classes, counts) if n < 2]
-        if small:
-            raise ValueError(
-                f"every population needs at least 2 rows; population(s) {small} have 1."
-            )
-
-    def _resolve_priors(self):
-        k = len(self.classes_)
-        if self.priors is None:
-            return self.population_counts_ / self.population_counts_.sum()
-        if isinstance(self.priors, str):
-            return np.full(k, 1.0 / k)
-        priors = np.asarray(self.priors, dtype=np.float64)
-        if priors.shape != (k,) or np.any(priors < 0) or not np.isclose(priors.sum(), 1):
-            raise ValueError(
-                f"priors must be {k} non-negative numbers summing to 1; got {self.priors!r}."
-            )
-        return priors
-
     def _fit_private_aggregate(self, X, y_idx):
         """Moments of each population's aggregate private posterior q_k(t) on its rows."""
-        mu, var = self._encode(X, y_idx, private_var=True)
+        mu, var = _inference.encode(
+            self.module_,
+            self.device,
+            X,
+            y_idx,
+            has_private=self.has_private_,
+            private_var=True,
+        )
         k = len(self.classes_)
         self.private_code_mean_ = np.stack([mu[y_idx == j].mean(0) for j in range(k)])
         self.private_code_var_ = np.stack(
@@ -727,126 +568,21 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.private_code_var_[~self.has_private_] = 1.0
 
     # --------------------------------------------------------------- inference
-    @staticmethod
-    def _to_tensor(X, device, dtype=np.float32):
-        if sp.issparse(X):
-            # One inference chunk or minibatch at a time, never the whole matrix.
-            X = X.toarray()
-        # np.array copies, so torch never aliases a caller's (possibly read-only) array.
-        return torch.from_numpy(np.array(X, dtype=dtype, order="C")).to(device)
-
-    def _inference_module(self, dtype):
-        """The fitted networks on the inference device, in ``dtype`` (float32/float64).
-
-        float64 input runs a float64 copy: float32 GEMMs round differently with the
-        number of rows, which would make a row's output depend on its batch.
-        """
-        device = resolve_device(self.device, fallback_warn=True)
-        tdtype = torch.float64 if dtype == np.float64 else torch.float32
-        if device.type == "cpu" and tdtype == torch.float32:
-            return self.module_, device, tdtype
-        return copy.deepcopy(self.module_).to(device=device, dtype=tdtype), device, tdtype
-
-    def _chunks(self, n, bytes_per_row):
-        size = max(1, int(_CHUNK_BYTES // max(1, bytes_per_row)))
-        return [slice(i, i + size) for i in range(0, n, size)]
-
-    def _encode(self, X, y_idx=None, private_var=False):
-        """Posterior means of z (and of t for populations ``y_idx``), as numpy."""
-        module, device, tdtype = self._inference_module(X.dtype)
-        width = max(self._hidden_sizes() + [X.shape[1]])
-        per_row = 8 * width * (2 + (y_idx is not None) * len(self.classes_))
-        shared, private, pvar = [], [], []
-        with torch.inference_mode():
-            for sl in self._chunks(X.shape[0], per_row):
-                xb = self._to_tensor(X[sl], device, X.dtype)
-                if y_idx is None:
-                    shared.append(module.encode_shared(xb)[0].cpu().numpy())
-                    continue
-                mu, lv = module.encode_private(xb, torch.as_tensor(y_idx[sl], device=device))
-                mu = (
-                    mu
-                    * torch.as_tensor(self.has_private_[y_idx[sl]], dtype=mu.dtype, device=device)[
-                        :, None
-                    ]
-                )
-                private.append(mu.cpu().numpy())
-                pvar.append(torch.exp(lv).cpu().numpy())
-        if y_idx is None:
-            codes = np.concatenate(shared).astype(X.dtype, copy=False)
-            return check_finite_output(codes, "the shared code", tdtype)
-        private = check_finite_output(np.concatenate(private), "the private code", tdtype)
-        if private_var:
-            return private, np.concatenate(pvar)
-        return private.astype(X.dtype, copy=False)
-
     def _log_likelihoods(self, X):
         """log p(x | k) for every row and population, shape (n, K) (eq. 7-8)."""
-        module, device, tdtype = self._inference_module(X.dtype)
-        s, k = self.n_importance_samples, len(self.classes_)
-        gen = torch.Generator().manual_seed(self._importance_seed)
-        eps = torch.randn((s, self.n_shared + self.n_private), generator=gen, dtype=torch.float64)
-        eps = eps.to(device=device, dtype=tdtype)
-        eps_z, eps_t = eps[:, : self.n_shared], eps[:, self.n_shared :]
-        if self.private_prior == "aggregate":
-            p_mean = torch.as_tensor(self.private_code_mean_, device=device, dtype=tdtype)
-            p_logvar = torch.as_tensor(np.log(self.private_code_var_), device=device, dtype=tdtype)
-        else:
-            p_mean = torch.zeros((k, self.n_private), device=device, dtype=tdtype)
-            p_logvar = torch.zeros_like(p_mean)
-        width = max(self._hidden_sizes() + [X.shape[1]])
-        per_row = 4 * X.dtype.itemsize * s * (k + 1) * (X.shape[1] + width + self.n_private)
-        out = []
-        with torch.inference_mode():
-            for sl in self._chunks(X.shape[0], per_row):
-                xb = self._to_tensor(X[sl], device, X.dtype)
-                out.append(
-                    log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
-                    .cpu()
-                    .numpy()
-                )
-        ll = np.concatenate(out).astype(np.float64)
-        return check_finite_output(ll, "log p(x | population)", tdtype)
-
-    def _check_X(self, X, return_column=False):
-        check_is_fitted(self)
-        X, column = self._pop_population_column(X)
-        X = validate_data(
-            self,
+        aggregate = self.private_prior == "aggregate"
+        return _inference.log_likelihoods(
+            self.module_,
+            self.device,
             X,
-            dtype=[np.float64, np.float32],
-            reset=False,
-            accept_sparse=("csr", "csc"),
-            ensure_all_finite=self._finite_mode(),
+            n_samples=self.n_importance_samples,
+            seed=self._importance_seed,
+            prior_mean=self.private_code_mean_ if aggregate else None,
+            prior_var=self.private_code_var_ if aggregate else None,
         )
-        if sp.issparse(X):
-            X = X.tocsr()
-        return (X, column) if return_column else X
 
     def _population_index(self, populations, n_rows, name="populations"):
-        populations = np.asarray(populations)
-        if populations.ndim != 1 or len(populations) != n_rows:
-            raise ValueError(
-                f"{name} must be 1-D with one label per row ({n_rows}); got shape "
-                f"{populations.shape}."
-            )
-        try:
-            idx = np.searchsorted(self.classes_, populations)
-        except TypeError:
-            # Labels of another type than classes_ (e.g. numbers mixed with strings).
-            raise ValueError(
-                f"{name} holds labels of types "
-                f"{sorted({type(p).__name__ for p in populations.ravel().tolist()})} that "
-                f"cannot be compared with the fitted populations {self.classes_.tolist()}."
-            ) from None
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != populations
-        if np.any(unknown):
-            raise ValueError(
-                f"unknown population label(s) {np.unique(populations[unknown]).tolist()} in "
-                f"{name}; the model was fitted on {self.classes_.tolist()}."
-            )
-        return idx
+        return population_index(self.classes_, populations, n_rows, name)
 
     def score(self, X, y=None, sample_weight=None):
         """Mean accuracy of :meth:`predict` against the populations.
@@ -865,7 +601,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         score : float
         """
         if y is None:
-            _, y = self._pop_population_column(X)
+            _, y = split_population_column(X, self.population_column)
             if y is None:
                 raise ValueError("score needs y, or X as a DataFrame holding population_column.")
         return super().score(X, y, sample_weight=sample_weight)
@@ -883,7 +619,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         log_proba : ndarray of shape (n_samples, n_populations)
             Columns follow ``classes_``.
         """
-        X = self._check_X(X)
+        X = check_fitted_X(self, X)
         with np.errstate(divide="ignore"):
             joint = self._log_likelihoods(X) + np.log(self.priors_)
         return joint - logsumexp(joint, axis=1, keepdims=True)
@@ -935,7 +671,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         log_likelihood : ndarray of shape (n_samples,)
         """
-        X = self._check_X(X)
+        X = check_fitted_X(self, X)
         ll = self._log_likelihoods(X)
         if populations is not None:
             idx = self._population_index(populations, X.shape[0])
@@ -959,18 +695,20 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_samples, n_codes)
             ``n_shared + n_private`` columns for ``blocks="both"``, else one block.
         """
-        X, column = self._check_X(X, return_column=True)
+        X, column = check_fitted_X(self, X, return_column=True)
         if populations is None:
             populations = column
         parts = []
         if self.blocks in ("both", "shared"):
-            parts.append(self._encode(X))
+            parts.append(_inference.encode(self.module_, self.device, X))
         if self.blocks in ("both", "private"):
             if populations is None:
                 idx = np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
             else:
                 idx = self._population_index(populations, X.shape[0])
-            parts.append(self._encode(X, idx))
+            parts.append(
+                _inference.encode(self.module_, self.device, X, idx, has_private=self.has_private_)
+            )
         return np.hstack(parts)
 
     def inverse_transform(self, X, populations=None, *, part="auto"):
@@ -1023,23 +761,19 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             if populations is None:
                 raise ValueError(f"part={part!r} needs populations to choose the private decoder.")
             idx = self._population_index(populations, len(X))
-        module, device, tdtype = self._inference_module(X.dtype)
-        z_cols = slice(0, self.n_shared) if self.blocks == "both" else slice(0, X.shape[1])
-        t_cols = slice(self.n_shared, None) if self.blocks == "both" else slice(0, X.shape[1])
-        per_row = 8 * X.itemsize * (self.n_features_in_ + max(self._hidden_sizes()))
-        out = []
-        with torch.inference_mode():
-            for sl in self._chunks(len(X), per_row):
-                codes = self._to_tensor(X[sl], device, X.dtype)
-                dec = 0
-                if part in ("full", "shared"):
-                    dec = dec + module.decode_shared(codes[:, z_cols])
-                if part in ("full", "private"):
-                    pops = torch.as_tensor(idx[sl], device=device)
-                    dec = dec + module.decode_private(codes[:, t_cols], pops)
-                out.append(decoder_mean(dec, self.likelihood).cpu().numpy())
-        X_rec = np.concatenate(out).astype(X.dtype, copy=False)
-        X_rec = check_finite_output(X_rec, "the decoded X", tdtype)
+        both = self.blocks == "both"
+        X_rec = _inference.decode(
+            self.module_,
+            self.device,
+            X,
+            z_cols=(slice(0, self.n_shared) if both else slice(0, X.shape[1]))
+            if part in ("full", "shared")
+            else None,
+            t_cols=(slice(self.n_shared, None) if both else slice(0, X.shape[1]))
+            if part in ("full", "private")
+            else None,
+            populations=idx if part in ("full", "private") else None,
+        )
         if _get_output_config("transform", self)["dense"] == "pandas":
             import pandas as pd
 
@@ -1085,12 +819,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         t = rng.standard_normal((n_samples, self.n_private))
         if self.private_prior == "aggregate":
             t = self.private_code_mean_[idx] + np.sqrt(self.private_code_var_[idx]) * t
-        module = self.module_
-        with torch.inference_mode():
-            zt = torch.as_tensor(z, dtype=torch.float32)
-            tt = torch.as_tensor(t, dtype=torch.float32)
-            out = module.decode_shared(zt) + module.decode_private(tt, torch.as_tensor(idx))
-            X = decoder_mean(out, self.likelihood).numpy().astype(np.float64)
+        X = _inference.generate(self.module_, z, t, idx)
         return X, self.classes_[idx]
 
     def save(self, path):
@@ -1113,9 +842,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self : CPVAE
             The estimator, unchanged.
         """
-        from sklearn_cpvae._persistence import save
-
-        save(self, path)
+        _persistence.save(self, path)
         return self
 
     def get_feature_names_out(self, input_features=None):
@@ -1153,31 +880,53 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _state_to_cpu(state):
-    """Optimizer state with every tensor on the CPU, so the estimator pickles anywhere."""
+def _start_networks(est, X, gate, seed):
+    """New networks with the decoder (and Psi) started at the data's scale, and the
+    reference library size (1.0 unless a count likelihood uses ``library_size``)."""
+    module = est._build_module(X.shape[1], gate, seed)
+    lik = get_likelihood(est.likelihood)
+    use_library = lik.counts and bool(est.library_size)
+    bias, log_psi, library_ref = lik.start_values(X, library_size=use_library)
+    if use_library:
+        module.log_library_ref.fill_(np.log(library_ref))
+    with torch.no_grad():
+        if log_psi is not None:
+            module.log_psi.fill_(log_psi)
+        module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
+    return module, library_ref
 
-    def move(v):
-        if isinstance(v, torch.Tensor):
-            return v.detach().to("cpu")
-        if isinstance(v, dict):
-            return {k: move(x) for k, x in v.items()}
-        if isinstance(v, list):
-            return [move(x) for x in v]
-        return v
 
-    return move(state)
+def _module_for_loading(est):
+    """Validated parameters, and the networks a saved CPVAE's weights are loaded into."""
+    est._validate_params()
+    return est._build_module(est.n_features_in_, est.has_private_.astype(float), 0)
 
 
-def _network_signature(module):
-    """The parameters a fitted :class:`CPVAEModule` was built with, read off the module."""
-    return {
-        "n_shared": module.n_shared,
-        "n_private": module.n_private,
-        "hidden_layer_sizes": [w.shape[-1] for w in module.enc_shared.weights[:-1]],
-        "activation": module.enc_shared.activation,
-        "likelihood": module.likelihood,
-        "missing": module.mask_missing,
-        "library_size": module.library_size,
-        "shared_invariance": module.shared_invariance,
-        "no_private_populations": module.private_gate.tolist(),
-    }
+def load(path):
+    """Load a :class:`~sklearn_cpvae.CPVAE` written by :meth:`CPVAE.save`.
+
+    Unlike :func:`pickle.load` and :func:`joblib.load`, this never executes code from
+    the file: it parses JSON and copies numeric buffers. Tensors are loaded on the CPU,
+    so a model fitted on a GPU loads on a CPU-only machine; its ``device`` parameter is
+    kept, and inference falls back to the CPU with a warning when that device is absent
+    (``set_params(device="cpu")`` silences it).
+
+    Parameters
+    ----------
+    path : str or path-like
+        File written by :meth:`CPVAE.save`.
+
+    Returns
+    -------
+    estimator : CPVAE
+        The fitted estimator; its predictions equal the saved one's bit for bit on the
+        same platform.
+
+    Raises
+    ------
+    ValueError
+        If the file is truncated, corrupted or modified (SHA-256 mismatch), is not a
+        CPVAE file, has a format version this release does not read, or holds
+        parameters this release does not know.
+    """
+    return _persistence.load(path, estimator_class=CPVAE, build_module=_module_for_loading)

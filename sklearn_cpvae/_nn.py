@@ -15,7 +15,20 @@ The shared networks are the same class with K = 1.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+# Every variance produced by an encoder is exp(raw) + VAR_EPS. Eq. 4 places no KL on a
+# population's own private posterior, so nothing else stops its variance from collapsing
+# towards zero, which would make log q(t|x) (eq. 8) overflow. scvi-tools uses the same floor.
+VAR_EPS = 1e-4
+LOG_VAR_EPS = math.log(VAR_EPS)
+# Ceiling of every encoder log-variance. The priors have unit variance, so a posterior
+# variance of e^20 (std 2e4) already means "no information"; without a ceiling, rows far
+# from the scale of the training data (unstandardised counts, outliers at predict time)
+# drive the log-variance past 88, where exp overflows float32 and the objective or the
+# likelihood becomes NaN. Trained encoders stay far below it.
+LOG_VAR_MAX = 20.0
 
 ACTIVATIONS = {
     "relu": nn.functional.relu,
@@ -113,3 +126,19 @@ def scatter_to_groups(x, group, slot, n_groups, m):
     block = x.new_zeros((n_groups, m) + tuple(x.shape[1:]))
     block[group, slot] = x
     return block
+
+
+def upcast(out):
+    """float32 for bf16/fp16 autocast outputs: the KL and log-densities sum many terms."""
+    return out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+
+
+def gaussian_head(out):
+    """Split an encoder output ``(..., 2 d)`` into the mean and log-variance of q.
+
+    The variance is floored at VAR_EPS smoothly, ``log(exp(raw) + VAR_EPS)`` written with
+    softplus (one fused op and a one-op backward, unlike logaddexp against a constant),
+    and capped at ``exp(LOG_VAR_MAX)`` so that it stays finite in float32 on unscaled data.
+    """
+    mu, raw = upcast(out).chunk(2, dim=-1)
+    return mu, (LOG_VAR_EPS + F.softplus(raw - LOG_VAR_EPS)).clamp(max=LOG_VAR_MAX)

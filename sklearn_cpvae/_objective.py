@@ -1,22 +1,39 @@
-"""The CPVAE objective and the importance-sampled likelihood as small pure functions.
+"""The CPVAE objective: minibatch estimates of eq. 3/4/10 and the eq. 7-8 importance terms.
 
 Equation numbers refer to Davison, Severson & Ghosh, "Cross-population Variational
-Autoencoders" (``docs/model.md`` maps every symbol to code). Nothing here knows about
-networks, devices or sklearn: inputs are per-row tensors, outputs are tensors.
+Autoencoders" (``docs/model.md`` maps every symbol to code). Everything the loss is made
+of lives here: the per-row densities and weights, :func:`cpvae_terms` (the estimate from
+per-row terms), :func:`batch_terms` (the estimate on a minibatch, running the networks of
+a :class:`~sklearn_cpvae._module.CPVAEModule`), the sub-sampled MI estimate
+(:func:`draw_off_population`), the alpha schedule and the importance-sampled
+log-likelihood of eq. 7-8. Nothing here knows about devices, numpy or sklearn.
+
+Sub-sampled MI term
+-------------------
+The exact minibatch estimate of the last sum of eq. 4 runs every private encoder on every
+row of the minibatch, so one training row costs O(K) encoder passes. With ``mi_samples=m``
+each private encoder k instead sees ``m`` rows drawn from the minibatch's *other*
+populations, with probabilities proportional to the exact estimate's weights
+(:func:`mi_weights`: eq. 4's ``1 / (N - n_k)`` times the ``n_j / m_j`` that a balanced
+minibatch row stands for). With those probabilities and the scale ``W_k / m`` (``W_k``
+the sum of encoder k's weights),
+
+    E[ (W_k / m) sum_s KL_k(x_{i_s}) ] = sum_i w_ki KL_k(x_i),
+
+the exact minibatch estimate, which is itself unbiased for eq. 4. So the sub-sampled term
+is unbiased for eq. 4 at a cost of ``K * m`` encoder rows per step, independent of the
+number of rows in the step.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from sklearn_cpvae._nn import group_rows, scatter_to_groups, upcast
 
 LOG_2PI = math.log(2 * math.pi)
-
-# Every variance produced by an encoder is exp(raw) + VAR_EPS. Eq. 4 places no KL on a
-# population's own private posterior, so nothing else stops its variance from collapsing
-# towards zero, which would make log q(t|x) (eq. 8) overflow. scvi-tools uses the same floor.
-VAR_EPS = 1e-4
 
 
 def kl_std_normal(mu, logvar):
@@ -27,78 +44,6 @@ def kl_std_normal(mu, logvar):
 def log_normal(x, mu, logvar):
     """log N(x; mu, diag(exp(logvar))), summed over the last axis."""
     return -0.5 * torch.sum(LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar), dim=-1)
-
-
-def log_likelihood(
-    x, out, likelihood, log_psi=None, *, mask=None, log_theta=None, log_offset=None, inplace=False
-):
-    """log p(x | z, t) of eq. 1 for decoder output ``out = g(f_s(z), f_k(t))``.
-
-    ``"gaussian"``: mean ``out`` and isotropic covariance ``exp(log_psi) I`` (the paper's
-    Psi). ``"bernoulli"``: ``out`` are logits, for data in [0, 1] such as images.
-    ``"poisson"``: ``out`` is the log-rate of counts ``x``. ``"nb"``: negative binomial
-    with log-mean ``out`` and per-feature inverse dispersion ``exp(log_theta)`` (D,), so
-    that ``Var = mu + mu**2 / theta``. For the count likelihoods ``log_offset`` (rows,
-    broadcasting as ``out[..., :1]``) is added to the log-rate: the log library-size
-    factor of each row.
-
-    ``mask`` (same shape as ``x``, 1 = observed) drops entries from the sum: the
-    likelihood of the observed part of a row with missing values (``x`` must then hold a
-    finite stand-in value where ``mask`` is 0). ``x`` broadcasts against ``out``; the sum
-    runs over features.
-    """
-    if likelihood == "gaussian":
-        # inplace (inference only): the residual overwrites ``out``, saving two passes
-        # and two allocations the size of ``out``.
-        sq = out.sub_(x).square_() if inplace else (x - out) ** 2
-        if mask is None:
-            n_obs = out.shape[-1]
-        else:
-            sq = sq * mask
-            n_obs = mask.sum(-1)
-        return -0.5 * (sq.sum(-1) * torch.exp(-log_psi) + n_obs * (LOG_2PI + log_psi))
-    if likelihood == "bernoulli":
-        ll = -F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
-    elif likelihood in ("poisson", "nb"):
-        log_mu = out if log_offset is None else out + log_offset
-        ll = count_log_prob(x, log_mu, likelihood, log_theta)
-    else:
-        raise ValueError(f"unknown likelihood {likelihood!r}")
-    if mask is not None:
-        ll = ll * mask
-    return ll.sum(-1)
-
-
-def count_log_prob(x, log_mu, likelihood, log_theta=None):
-    """Elementwise log Poisson(x; mu) or log NB(x; mu, theta), mean ``mu = exp(log_mu)``.
-
-    NB in the mean / inverse-dispersion form used by scVI:
-    ``log Gamma(x + theta) - log Gamma(theta) - log Gamma(x + 1)
-    + theta log(theta / (theta + mu)) + x log(mu / (theta + mu))``.
-    """
-    if likelihood == "poisson":
-        return x * log_mu - torch.exp(log_mu) - torch.lgamma(x + 1)
-    log_theta = log_theta.to(log_mu.dtype)
-    theta = torch.exp(log_theta)
-    # log(theta + mu) from logs, so a large log_mu never overflows before the log.
-    log_theta_mu = torch.logaddexp(log_theta.expand_as(log_mu), log_mu)
-    return (
-        torch.lgamma(x + theta)
-        - torch.lgamma(theta)
-        - torch.lgamma(x + 1)
-        + theta * (log_theta - log_theta_mu)
-        + x * (log_mu - log_theta_mu)
-    )
-
-
-def decoder_mean(out, likelihood):
-    """E[x | z, t] from the decoder output: identity (Gaussian), sigmoid (Bernoulli),
-    exp (Poisson / NB: mean counts at the reference library size, see ``CPVAE``)."""
-    if likelihood == "bernoulli":
-        return torch.sigmoid(out)
-    if likelihood in ("poisson", "nb"):
-        return torch.exp(out)
-    return out
 
 
 def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None):
@@ -235,3 +180,212 @@ def log_marginal_is(log_w):
     bounds log p(x) (Burda et al.'s IWAE bound) and tightens as S grows.
     """
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
+
+
+def draw_off_population(populations, batch_counts, pop_sizes, m, generator):
+    """Rows of the minibatch for each private encoder's MI term, and their weights.
+
+    Parameters
+    ----------
+    populations : long tensor (n,)
+        Population of each minibatch row.
+    batch_counts, pop_sizes : float tensor (K,)
+        Rows of each population in the minibatch (``m_k``) and in the data (``n_k``).
+    m : int
+        Draws per private encoder (with replacement).
+    generator : torch.Generator
+        On the device of ``populations``.
+
+    Returns
+    -------
+    rows : long tensor (K, m)
+        Minibatch positions; row ``rows[k, s]`` is never of population k.
+    weight : tensor (K, m)
+        ``W_k / m`` for every draw of encoder k: ``sum(weight * KL_k(x[rows]))`` is an
+        unbiased estimate of ``sum(mi_weights(...) * KL)`` (see the module docstring).
+    """
+    w = mi_weights(populations, batch_counts, pop_sizes)  # (K, n), zero on own rows
+    total = w.sum(1, keepdim=True)  # W_k
+    # Inverse-CDF sampling: one cumsum and a binary search, no per-k Python work.
+    cdf = torch.cumsum(w, 1) / total
+    u = torch.rand((w.shape[0], m), generator=generator, device=w.device, dtype=w.dtype)
+    rows = torch.searchsorted(cdf, u, right=True).clamp_(max=w.shape[1] - 1)
+    # Rounding can leave the cdf's last entries just under 1 with a zero-weight row at the
+    # end (a row of population k itself); a draw landing there would get weight 0 in the
+    # exact sum, so it is moved to the last row that has weight.
+    last = (w > 0).to(w.dtype).cumsum(1).argmax(1, keepdim=True)
+    rows = torch.minimum(rows, last)
+    return rows, (total / m).expand(-1, m)
+
+
+def _reparameterise(mu, logvar, generator):
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    return mu + torch.exp(0.5 * logvar) * eps
+
+
+def batch_terms(
+    module,
+    x,
+    populations,
+    batch_counts,
+    pop_sizes,
+    *,
+    objective,
+    mi_weight,
+    generator,
+    balanced=False,
+    mi_samples=None,
+):
+    """Minibatch estimate of eq. 4/10 (or eq. 3) as :class:`LossTerms`.
+
+    ``x`` (n, D) holds rows of populations ``populations`` (n,), ``batch_counts[k]`` of
+    them from population k, drawn from ``pop_sizes[k]`` rows. ``balanced=True`` declares
+    the layout of Algorithm 1's minibatch: M rows of every population, population-major,
+    so that the per-population blocks are views rather than scattered copies.
+    ``mi_samples=None`` computes eq. 4's MI term exactly on the minibatch (every private
+    encoder on every row); an int ``m`` uses the unbiased sub-sampled estimate of
+    :func:`draw_off_population` (m rows per encoder).
+    """
+    n, d = x.shape
+    k = module.n_populations
+    dtype = torch.float32 if x.dtype == torch.bfloat16 else x.dtype
+    batch_counts = batch_counts.to(dtype)
+    pop_sizes = pop_sizes.to(dtype)
+    if balanced:
+        m = n // k
+    else:
+        group, slot, m = group_rows(populations, k)
+
+    def to_groups(rows):
+        if balanced:
+            return rows.view(k, m, -1)
+        return scatter_to_groups(rows, group, slot, k, m)
+
+    def from_groups(block):
+        if balanced:
+            return block.reshape(n, -1)
+        return block[group, slot]
+
+    mu_z, lv_z = module.encode_shared(x)
+    kl_others = weights = None
+    if objective == "mi" and mi_samples is None:
+        # The exact MI term: encoder k on every row; each row's own code is one slice.
+        mu_all, lv_all = module.encode_private_all(x)
+        if balanced:
+            # Rows of population k are block k: own codes are the block diagonal.
+            def own(a):
+                return a.view(k, k, m, -1).diagonal(dim1=0, dim2=1).permute(2, 0, 1)
+
+            mu_t, lv_t = own(mu_all).reshape(n, -1), own(lv_all).reshape(n, -1)
+        else:
+            rows = torch.arange(n, device=x.device)
+            mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
+        kl_others = kl_std_normal(mu_all, lv_all)
+        weights = mi_weights(populations, batch_counts, pop_sizes)
+    elif objective == "mi":
+        # Sub-sampled MI term: encoder k's own rows and its m drawn rows of other
+        # populations go through ONE grouped pass, so the (in, K, out) first-layer weight
+        # is re-laid out for bmm once per step, not twice.
+        drawn, weights = draw_off_population(
+            populations, batch_counts, pop_sizes, mi_samples, generator
+        )
+        own_rows = to_groups(x)
+        mu_b, lv_b = module.encode_private_grouped(torch.cat([own_rows, x[drawn]], dim=1))
+        m_own = own_rows.shape[1]
+        mu_t, lv_t = from_groups(mu_b[:, :m_own]), from_groups(lv_b[:, :m_own])
+        kl_others = kl_std_normal(mu_b[:, m_own:], lv_b[:, m_own:])
+    else:
+        mu_t, lv_t = module.encode_private_grouped(to_groups(x))
+        mu_t, lv_t = from_groups(mu_t), from_groups(lv_t)
+
+    z = _reparameterise(mu_z, lv_z, generator)
+    t = _reparameterise(mu_t, lv_t, generator)
+    out = module.decode_shared(z) + from_groups(module.decode_private_grouped(to_groups(t)))
+    recon = module.recon_log_likelihood(x, upcast(out))
+    kl_z = kl_std_normal(mu_z, lv_z)
+    gate = module.private_gate.to(recon.dtype)
+    if objective == "mi":
+        if module.has_gate:
+            # An encoder without a private space has no MI term to pay.
+            kl_others = kl_others * gate[:, None]
+        terms = cpvae_terms(
+            recon,
+            kl_z,
+            populations,
+            batch_counts,
+            pop_sizes,
+            objective="mi",
+            mi_weight=mi_weight,
+            kl_t_others=kl_others,
+            others_weight=weights,
+        )
+    else:
+        terms = cpvae_terms(
+            recon,
+            kl_z,
+            populations,
+            batch_counts,
+            pop_sizes,
+            objective="elbo",
+            kl_t_own=kl_std_normal(mu_t, lv_t) * gate[populations],
+        )
+    if module.shared_invariance > 0:
+        # Optional invariance penalty on the shared codes (not part of eq. 4).
+        mmd = mmd_rbf_groups(mu_z, populations, k)
+        terms = dataclasses.replace(terms, loss=terms.loss + module.shared_invariance * mmd)
+    return terms
+
+
+def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
+    """Importance-sampled log p(x | theta_s, theta_k) for every population k (eq. 7-8).
+
+    The proposal is the amortised posterior q(z|x) q_k(t|x); ``eps_z`` (S, n_shared) and
+    ``eps_t`` (S, n_private) are fixed standard-normal draws shared by every row and every
+    population (common random numbers), so a row's estimate does not depend on the other
+    rows of its batch and differences between populations have low variance.
+    The prior on t is ``N(prior_t_mean[k], exp(prior_t_logvar[k]))``: the standard normal
+    of eq. 1, or the aggregate posterior (see ``CPVAE(private_prior=...)``).
+
+    Returns a tensor ``(n, K)``.
+    """
+    recon, log_pz_qz, log_pt_qt = importance_terms(
+        module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar
+    )
+    log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
+    return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
+
+
+def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
+    """The three parts of eq. 8's log-weights, per population and sample.
+
+    ``recon`` (K, S, n): log p(x | z_s, t_ks, k); ``log_pz_qz`` (S, n): log p(z_s) -
+    log q(z_s | x), the same for every k; ``log_pt_qt`` (K, S, n): log p(t_ks) -
+    log q_k(t_ks | x), whose mean over samples is minus the rate KL(q_k(t|x) || p(t)).
+    Their mean over samples is each population's ELBO, split into what its decoder
+    explains and what its private code costs.
+    """
+    mu_z, lv_z = module.encode_shared(x)  # (n, dz)
+    z = mu_z + torch.exp(0.5 * lv_z) * eps_z[:, None, :]  # (S, n, dz)
+    log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
+        z, mu_z, lv_z
+    )  # (S, n)
+    f_s = module.decode_shared(z)  # (S, n, D)
+
+    mu_t, lv_t = module.encode_private_all(x)  # (K, n, dt)
+    k, n, dt = mu_t.shape
+    s = eps_t.shape[0]
+    t = mu_t[:, None] + torch.exp(0.5 * lv_t[:, None]) * eps_t[None, :, None, :]  # (K,S,n,dt)
+    pm = prior_t_mean[:, None, None, :]
+    plv = prior_t_logvar[:, None, None, :]
+    log_pt_qt = log_normal(t, pm, plv) - log_normal(t, mu_t[:, None], lv_t[:, None])
+    if module.has_gate:
+        # t does not enter p(x | z, t) without a private space: integrate it out exactly.
+        log_pt_qt = log_pt_qt * module.private_gate.to(log_pt_qt.dtype)[:, None, None]
+    f_k = module.decode_private_grouped(t.reshape(k, s * n, dt)).view(k, s, n, -1)
+    if torch.is_grad_enabled():
+        out = f_s[None] + f_k
+    else:
+        # (K, S, n, D) is by far the largest tensor of inference: reuse f_k's memory.
+        out = f_k.add_(f_s)
+    recon = module.recon_log_likelihood(x, out, inplace=not torch.is_grad_enabled())
+    return recon, log_pz_qz, log_pt_qt

@@ -21,6 +21,9 @@ import warnings
 
 import numpy as np
 import torch
+from sklearn.utils.validation import check_is_fitted
+
+from sklearn_cpvae._version import __version__
 
 FORMAT = "sklearn_cpvae.CPVAE"
 # Bump when the layout changes; load() refuses versions it does not know.
@@ -196,11 +199,11 @@ def _read(path):
 
 # ------------------------------------------------------------------ public API
 def save(estimator, path):
-    """Write a fitted :class:`~sklearn_cpvae.CPVAE` to ``path`` (see :meth:`CPVAE.save`)."""
-    from sklearn.utils.validation import check_is_fitted
+    """Write a fitted estimator to ``path`` (see :meth:`CPVAE.save`).
 
-    from sklearn_cpvae import __version__
-
+    What is saved is read off the estimator: ``get_params``, its fitted ``*_`` data
+    attributes, ``module_``'s state dict and ``_optimizer_state``.
+    """
     check_is_fitted(estimator)
     arrays = {
         f"module.{k}": v.detach().to("cpu").contiguous().numpy()
@@ -236,38 +239,24 @@ def save(estimator, path):
     _write(path, meta, arrays)
 
 
-def load(path):
-    """Load a :class:`~sklearn_cpvae.CPVAE` written by :meth:`CPVAE.save`.
+def load(path, *, estimator_class, build_module):
+    """Read an estimator written by :func:`save`; the public entry point is
+    :func:`sklearn_cpvae.load`, which passes what this format does not know.
 
-    Unlike :func:`pickle.load` and :func:`joblib.load`, this never executes code from
-    the file: it parses JSON and copies numeric buffers. Tensors are loaded on the CPU,
-    so a model fitted on a GPU loads on a CPU-only machine; its ``device`` parameter is
-    kept, and inference falls back to the CPU with a warning when that device is absent
-    (``set_params(device="cpu")`` silences it).
-
-    Parameters
-    ----------
-    path : str or path-like
-        File written by :meth:`CPVAE.save`.
-
-    Returns
-    -------
-    estimator : CPVAE
-        The fitted estimator; its predictions equal the saved one's bit for bit on the
-        same platform.
+    ``estimator_class`` is constructed from the saved parameters; ``build_module(est)``
+    validates them and returns the (untrained) networks into which the saved weights are
+    loaded. Nothing from the file is executed: JSON is parsed and buffers are copied.
 
     Raises
     ------
     ValueError
         If the file is truncated, corrupted or modified (SHA-256 mismatch), is not a
         CPVAE file, has a format version this release does not read, or holds
-        parameters this release does not know.
+        parameters or attributes this release does not know.
     """
-    from sklearn_cpvae._estimator import CPVAE
-
     meta, arrays = _read(path)
     params = {k: _from_json(v, arrays) for k, v in meta["params"].items()}
-    known = CPVAE().get_params(deep=False)
+    known = estimator_class().get_params(deep=False)
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(
@@ -275,18 +264,19 @@ def load(path):
             f"{meta.get('sklearn_cpvae_version')} with parameters {unknown} that this "
             "release does not know; upgrade sklearn_cpvae to load it."
         )
-    est = CPVAE(**params)
-    est._validate_params()
+    est = estimator_class(**params)
     for name, value in meta["attributes"].items():
         # Only data attributes: a file must never replace methods or the networks.
         fitted = name.endswith("_") and not name.startswith("__") and name != "module_"
-        if not (fitted or name in _PRIVATE_ATTRIBUTES) or callable(getattr(CPVAE, name, None)):
+        if not (fitted or name in _PRIVATE_ATTRIBUTES) or callable(
+            getattr(estimator_class, name, None)
+        ):
             raise ValueError(
                 f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
                 "CPVAE file never holds; refusing to load it."
             )
         setattr(est, name, _from_json(value, arrays))
-    module = est._build_module(est.n_features_in_, est.has_private_.astype(float), 0)
+    module = build_module(est)
     state = {
         k[len("module.") :]: torch.from_numpy(v.copy())
         for k, v in arrays.items()

@@ -1,10 +1,15 @@
-"""Seeds and devices without global side effects."""
+"""Seeds and devices without global side effects, and the record that reproduces a fit."""
 
+import platform
 import warnings
+from numbers import Integral
 
 import numpy as np
+import sklearn
 import torch
 from sklearn.utils import check_random_state
+
+from sklearn_cpvae._version import __version__
 
 
 def derive_seeds(random_state, n):
@@ -48,3 +53,25 @@ def resolve_device(device, *, fallback_warn=False):
             return torch.device("cpu")
         raise ValueError(f"device={device!r} was requested but CUDA is not available.")
     return dev
+
+
+def fit_info(device, seeds, random_state):
+    """What is needed to reproduce a fit: versions, device, seeds, threads."""
+    return {
+        "sklearn_cpvae_version": __version__,
+        "torch_version": torch.__version__,
+        "sklearn_version": sklearn.__version__,
+        "numpy_version": np.__version__,
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "device": str(device),
+        "cuda_version": torch.version.cuda,
+        "torch_num_threads": torch.get_num_threads(),
+        "random_state": int(random_state) if isinstance(random_state, Integral) else None,
+        "seeds": {
+            name: int(s)
+            for name, s in zip(
+                ("init", "train", "split", "validation", "importance"), seeds, strict=True
+            )
+        },
+    }

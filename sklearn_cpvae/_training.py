@@ -1,8 +1,12 @@
-"""The training loop: balanced minibatches (Algorithm 1), alpha annealing, stopping rules.
+"""Training: balanced minibatches (Algorithm 1), alpha annealing, stopping rules, divergence.
 
-Plain torch, deliberately without a framework (see ``docs/design.md``):
-the estimator prepares tensors and an optimiser, this module runs epochs and returns what
-happened as a :class:`TrainResult`.
+Plain torch, deliberately without a framework (see ``docs/design.md``). :func:`fit_module`
+is what an estimator calls: it places the rows on the device (:func:`training_data`, with
+the validation split), builds the fused Adam optimiser, runs :func:`train` and turns a
+divergence into a :class:`FitOutcome` with good weights restored. :func:`train` runs
+epochs of any minibatch objective ``step(x, populations, batch_counts, pop_sizes, alpha)``
+(:func:`cpvae_step` for CPVAE; the VAE baseline passes its own) and returns what happened
+as a :class:`TrainResult`.
 """
 
 import contextlib
@@ -11,26 +15,25 @@ import math
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+import scipy.sparse as sp
 import torch
+from sklearn.model_selection import train_test_split
 
-from sklearn_cpvae._module import batch_terms
-from sklearn_cpvae._objective import LossTerms, mi_weight_schedule
+from sklearn_cpvae._data import training_tensor
+from sklearn_cpvae._objective import batch_terms, mi_weight_schedule
+from sklearn_cpvae._sparse import SparseRows
+from sklearn_cpvae._torch_utils import make_generator
 
 TERMS = ("loss", "recon", "kl_shared", "kl_private", "mi")
 
 
 # A term "explodes" when its epoch average exceeds EXPLODE_FACTOR times the scale of the
-# objective at the first step of the fit (the largest |term| there, at least 1). Measured
-# by benchmarks/divergence.py (table in docs/persistence.md#divergence): fits at learning
-# rates up to 100x the default stayed within 2.1x that scale, fits at 1000x and above
-# passed 1e6x it; 1e4 leaves orders of magnitude of margin on both sides.
+# objective at the first step of the fit (the largest |term| there, at least 1), and
+# "jumps" when its epoch average moves by more than JUMP_FACTOR times that scale from one
+# good epoch to the next; the jump test catches a loss that spikes and recovers long
+# before it explodes. The measurements behind both values are in docs/training.md.
 EXPLODE_FACTOR = 1e4
-# A term "jumps" when its epoch average moves by more than JUMP_FACTOR times the same scale
-# from one good epoch to the next. The explosion bound alone fires late in a long fit whose
-# loss spikes and recovers: Table 1's full-size alpha = 1 fit (seed 2) jumped by 270x the
-# scale at epoch 78 and passed 1e4x only at epoch 98, every epoch between broken. Healthy
-# fits moved by at most 0.62x (benchmarks/divergence.py, lr up to 100x the default) and
-# 0.12x (the full-size fit of seed 1); 10 sits about 16x above and 27x below.
 JUMP_FACTOR = 10.0
 
 
@@ -70,6 +73,10 @@ class TrainConfig:
     verbose: int
     mi_samples: int | None = None
     precision: str = "float32"
+    # Names of the step's terms recorded each epoch (the first one is minimised).
+    terms: tuple = TERMS
+    # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
+    record_alpha: bool = True
 
 
 @dataclass
@@ -102,6 +109,27 @@ def steps_per_epoch(n_samples, n_populations, batch_size):
     return max(1, -(-n_samples // (n_populations * batch_size)))
 
 
+def cpvae_step(module, cfg, generator):
+    """The CPVAE minibatch objective for :func:`train`: eq. 4/10 (or eq. 3) on a balanced
+    minibatch, with reparameterisation noise from ``generator``."""
+
+    def step(x, populations, batch_counts, pop_sizes, alpha):
+        return batch_terms(
+            module,
+            x,
+            populations,
+            batch_counts,
+            pop_sizes,
+            objective=cfg.objective,
+            mi_weight=alpha,
+            generator=generator,
+            balanced=True,
+            mi_samples=cfg.mi_samples,
+        )
+
+    return step
+
+
 def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
     """Objective terms on a whole (validation) set, with fixed noise so epochs compare."""
     k = module.n_populations
@@ -131,18 +159,18 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
     return dict(zip(TERMS, sums.tolist()))
 
 
-def _stack(terms: LossTerms):
-    return torch.stack([getattr(terms, name).detach() for name in TERMS])
+def _stack(terms, names=TERMS):
+    return torch.stack([getattr(terms, name).detach() for name in names])
 
 
-def _check_diverged(record, epoch, scale, previous=None):
+def _check_diverged(record, epoch, scale, previous=None, names=TERMS):
     """Raise :class:`TrainingDivergedError` if a term is non-finite, exploded or jumped.
 
     ``previous`` is the last good epoch's record (None: no jump test). The parts are
     checked before their sum, so that the error names the culprit. The message's
     restoration clause is added by :func:`train`, which knows what it restored.
     """
-    for name in (*TERMS[1:], TERMS[0]):
+    for name in (*names[1:], names[0]):
         value = record[name]
         if not math.isfinite(value):
             what = f"became {value}"
@@ -190,34 +218,35 @@ def _restored(exc, epoch, best):
     )
     exc.args = (
         f"{exc.args[0]}; {which} restored and the estimator is usable. Lower "
-        "learning_rate_init, standardise X, or see docs/persistence.md#divergence.",
+        "learning_rate_init, standardise X, or see docs/training.md#divergence.",
     )
     return exc
 
 
 def train(
+    step,
     module,
     optimizer,
     data,
     cfg,
-    generator,
     *,
     index_generator,
     start_epoch=0,
-    val=None,
-    val_seed=0,
+    validate=None,
 ):
     """Run epochs ``start_epoch .. cfg.max_iter - 1`` on ``data = (X, populations, pop_sizes)``.
 
-    ``generator`` draws the reparameterisation noise on the data's device and
-    ``index_generator`` (CPU) the minibatches. ``val`` is ``(X_val, populations_val)`` or
-    None. Weights of the best validation epoch are restored when ``cfg.early_stopping``.
+    ``step(x, populations, batch_counts, pop_sizes, alpha)`` returns the minibatch terms
+    (attributes ``cfg.terms``, the first one minimised); ``index_generator`` (CPU) draws
+    the minibatches. ``validate(alpha)`` returns the terms on held-out rows as a dict, or
+    is None. Weights of the best validation epoch are restored when ``cfg.early_stopping``.
     After a non-finite, exploding or jumping term, those of the best epoch (lowest loss,
     validation loss with early stopping, at the final alpha) or, before annealing ends,
     of the last good epoch are restored before :class:`TrainingDivergedError` is raised,
     with the :class:`TrainResult` so far attached as its ``result``.
     """
     x, populations, pop_sizes = data
+    names = cfg.terms
     k = len(pop_sizes)
     device = pop_sizes.device
     members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
@@ -244,31 +273,20 @@ def train(
         for epoch in range(start_epoch, cfg.max_iter):
             tic = time.perf_counter()
             idx = balanced_batches(members, cfg.batch_size, n_steps, index_generator).to(x.device)
-            sums = torch.zeros(len(TERMS), device=device)
-            for step in range(n_steps):
+            sums = torch.zeros(len(names), device=device)
+            for i in range(n_steps):
                 alpha = mi_weight_schedule(
-                    epoch + step / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
+                    epoch + i / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
                 )
                 # A tensor gather, or sparse rows densified one minibatch at a time.
-                xb = x[idx[step].reshape(-1)]
+                xb = x[idx[i].reshape(-1)]
                 if streamed:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 with autocast:
-                    terms = batch_terms(
-                        module,
-                        xb,
-                        batch_pops,
-                        batch_counts,
-                        pop_sizes,
-                        objective=cfg.objective,
-                        mi_weight=alpha,
-                        generator=generator,
-                        balanced=True,
-                        mi_samples=cfg.mi_samples,
-                    )
+                    terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha)
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".
-                    first = _stack(terms).tolist()
+                    first = _stack(terms, names).tolist()
                     finite = [abs(v) for v in first if math.isfinite(v)]
                     scale = max([1.0] + finite)
                 optimizer.zero_grad(set_to_none=True)
@@ -276,34 +294,35 @@ def train(
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
-                sums += _stack(terms)
+                sums += _stack(terms, names)
             # One host-device synchronisation per epoch, here.
-            record = dict(zip(TERMS, (sums / n_steps).tolist()))
-            record["mi_weight"] = alpha
+            record = dict(zip(names, (sums / n_steps).tolist()))
+            if cfg.record_alpha:
+                record["mi_weight"] = alpha
             record["epoch"] = epoch + 1
             try:
-                _check_diverged(record, epoch, scale, previous)
+                _check_diverged(record, epoch, scale, previous, names)
             except TrainingDivergedError as exc:
                 best = best_state is not None
                 module.load_state_dict(best_state if best else last_good)
                 module.eval()
                 exc.result = result
                 raise _restored(exc, best_epoch if best else result.n_iter, best) from None
-            if val is not None:
-                vrec = evaluate(module, *val, cfg, alpha, val_seed)
+            if validate is not None:
+                vrec = validate(alpha)
                 record.update({f"val_{n}": v for n, v in vrec.items()})
             record["time"] = time.perf_counter() - tic
             result.history.append(record)
             result.n_iter = epoch + 1
             if cfg.verbose:
-                print(_format(record), flush=True)
+                print(_format(record, names), flush=True)
             last_good = copy.deepcopy(module.state_dict())
             previous = record
 
             # Stopping rules: the objective changes with alpha, so only count after annealing.
             if epoch + 1 < cfg.mi_anneal_epochs:
                 continue
-            metric = record["val_loss"] if val is not None else record["loss"]
+            metric = record[f"val_{names[0]}"] if validate is not None else record[names[0]]
             significant = metric < result.best_loss - cfg.tol * abs(result.best_loss)
             if metric < result.best_loss:
                 result.best_loss = metric
@@ -325,6 +344,130 @@ def train(
     return result
 
 
+@dataclass
+class FitOutcome:
+    """What :func:`fit_module` returns: the :class:`TrainResult`, the optimiser state on
+    the CPU (None after a divergence: Adam's moments may hold NaN), and the
+    :class:`TrainingDivergedError` to raise once the estimator is complete (or None)."""
+
+    result: TrainResult
+    optimizer_state: dict | None
+    diverged: TrainingDivergedError | None
+
+
+def make_optimizer(module, learning_rate, device):
+    """Adam; the fused kernel on CPU and CUDA updates every parameter in one pass. With K
+    private networks the optimiser touches O(K) weights per step, so this matters as much
+    as the GEMMs."""
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(module.parameters(), lr=learning_rate, fused=fused)
+
+
+def rows_source(X, device, rows=None):
+    """Rows ``rows`` of X for training: a float32 tensor, or densify-on-demand rows.
+
+    One float32 copy of the rows at most (none for float32 input on the CPU); a sparse X
+    stays sparse and is densified one minibatch at a time.
+    """
+    if sp.issparse(X):
+        return SparseRows(X if rows is None else X[rows], device)
+    return training_tensor(X, device, rows)
+
+
+def training_data(X, y_idx, n_populations, device, *, validation_fraction=None, seed=None):
+    """``(data, val)`` for :func:`fit_module`: the training rows, their populations and
+    population sizes, and, with a ``validation_fraction``, a stratified held-out
+    ``(rows, populations)`` pair (else None)."""
+    rows_tr, idx_tr, val = None, y_idx, None
+    if validation_fraction is not None:
+        rows_tr, rows_val = train_test_split(
+            np.arange(X.shape[0]),
+            test_size=validation_fraction,
+            stratify=y_idx,
+            random_state=seed,
+        )
+        idx_tr = y_idx[rows_tr]
+        x_val = rows_source(X, device, rows_val)
+        val = (x_val, torch.as_tensor(y_idx[rows_val], device=x_val.device))
+    x_t = rows_source(X, device, rows_tr)
+    pops = torch.as_tensor(idx_tr, device=x_t.device)
+    pop_sizes = torch.as_tensor(
+        np.bincount(idx_tr, minlength=n_populations), dtype=torch.float32, device=device
+    )
+    return (x_t, pops, pop_sizes), val
+
+
+def _state_to_cpu(state):
+    """Optimizer state with every tensor on the CPU, so the estimator pickles anywhere."""
+
+    def move(v):
+        if isinstance(v, torch.Tensor):
+            return v.detach().to("cpu")
+        if isinstance(v, dict):
+            return {k: move(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [move(x) for x in v]
+        return v
+
+    return move(state)
+
+
+def fit_module(
+    module,
+    data,
+    cfg,
+    *,
+    device,
+    learning_rate,
+    seed,
+    make_step=None,
+    optimizer_state=None,
+    start_epoch=0,
+    val=None,
+    val_seed=0,
+):
+    """Train ``module`` on ``data`` (from :func:`training_data`) and leave it on the CPU.
+
+    ``make_step(generator)`` builds the minibatch objective (default :func:`cpvae_step`)
+    from the noise generator seeded with ``seed``; the minibatches draw from the same
+    seed. ``optimizer_state`` continues a previous fit (``warm_start``). ``val`` are
+    held-out rows scored each epoch by :func:`evaluate` with fixed noise ``val_seed``.
+    A divergence is caught (good weights are restored by :func:`train`) and returned in
+    the :class:`FitOutcome`, so that the caller completes its fitted attributes first.
+    """
+    module = module.to(device)
+    optimizer = make_optimizer(module, learning_rate, device)
+    if optimizer_state is not None:
+        optimizer.load_state_dict(optimizer_state)
+    generator = make_generator(seed, device)
+    index_generator = generator if device.type == "cpu" else make_generator(seed, "cpu")
+    step = (make_step or (lambda gen: cpvae_step(module, cfg, gen)))(generator)
+    validate = None
+    if val is not None:
+
+        def validate(alpha):
+            return evaluate(module, *val, cfg, alpha, val_seed)
+
+    diverged = None
+    try:
+        result = train(
+            step,
+            module,
+            optimizer,
+            data,
+            cfg,
+            index_generator=index_generator,
+            start_epoch=start_epoch,
+            validate=validate,
+        )
+    except TrainingDivergedError as exc:
+        diverged, result = exc, exc.result
+    finally:
+        module.to("cpu").eval()
+    state = None if diverged is not None else _state_to_cpu(optimizer.state_dict())
+    return FitOutcome(result, state, diverged)
+
+
 def _autocast(precision, device):
     """bf16 autocast for the forward pass (GEMMs in bf16, losses in float32), or nothing."""
     if precision == "bf16":
@@ -332,10 +475,11 @@ def _autocast(precision, device):
     return contextlib.nullcontext()
 
 
-def _format(record):
+def _format(record, names=TERMS):
     parts = [f"epoch {record['epoch']:4d}"]
-    for name in TERMS + ("mi_weight",):
-        parts.append(f"{name}={record[name]:.4g}")
+    for name in names + ("mi_weight",):
+        if name in record:
+            parts.append(f"{name}={record[name]:.4g}")
     if "val_loss" in record:
         parts.append(f"val_loss={record['val_loss']:.4g}")
     parts.append(f"({record['time']:.2f}s)")

@@ -2,14 +2,14 @@
 
 The paper compares CPVAE with "a standard VAE" (Table 1, Fig. 3). The fair baseline is
 CPVAE's shared half alone: the same :class:`~sklearn_cpvae._nn.StackedMLP` networks
-(K = 1), the same likelihoods and variance floor, Adam, and the same stopping rule. It
-ignores populations, so it is an ordinary unsupervised transformer.
+(K = 1), the same likelihoods, variance floor and start values, and the same training
+core (:func:`~sklearn_cpvae._training.fit_module`: fused Adam, the stopping rule, the
+divergence guard and interrupt handling). It ignores populations, so it is an ordinary
+unsupervised transformer.
 """
 
-import copy
-import math
-import time
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -20,26 +20,31 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
-from sklearn_cpvae._data import start_values
-from sklearn_cpvae._module import CPVAEModule
-from sklearn_cpvae._nn import ACTIVATIONS, StackedMLP
-from sklearn_cpvae._objective import (
-    decoder_mean,
-    kl_std_normal,
-    log_likelihood,
-    log_marginal_is,
-    log_normal,
-)
+from sklearn_cpvae import _inference
+from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
+from sklearn_cpvae._nn import ACTIVATIONS, StackedMLP, gaussian_head
+from sklearn_cpvae._objective import kl_std_normal, log_marginal_is, log_normal
 from sklearn_cpvae._sklearn_compat import (
     Interval,
     StrOptions,
     _check_feature_names_in,
     validate_data,
 )
-from sklearn_cpvae._torch_utils import derive_seeds, make_generator, resolve_device
+from sklearn_cpvae._torch_utils import derive_seeds, resolve_device
+from sklearn_cpvae._training import TrainConfig, fit_module, rows_source
+from sklearn_cpvae._validation import hidden_sizes
 
-# Inference works in chunks of this many rows.
-_CHUNK_ROWS = 2048
+# The terms of the VAE's objective recorded each epoch; ``loss`` (-ELBO) is minimised.
+VAE_TERMS = ("loss", "recon", "kl")
+
+
+@dataclass(frozen=True)
+class ELBOTerms:
+    """Minibatch averages per row: ``loss`` = -(``recon`` - ``kl``)."""
+
+    loss: torch.Tensor
+    recon: torch.Tensor
+    kl: torch.Tensor
 
 
 class _VAEModule(nn.Module):
@@ -48,13 +53,15 @@ class _VAEModule(nn.Module):
     def __init__(self, n_features, n_components, hidden, activation, likelihood, generator):
         super().__init__()
         self.likelihood = likelihood
+        self.lik = get_likelihood(likelihood)
+        self.hidden_layer_sizes = list(hidden)
         self.enc = StackedMLP(1, [n_features, *hidden, 2 * n_components], activation, generator)
         self.dec = StackedMLP(1, [n_components, *hidden[::-1], n_features], activation, generator)
         self.log_psi = nn.Parameter(torch.zeros(()))
 
     def encode(self, x):
         # The same variance floor and cap as CPVAE's encoders.
-        return CPVAEModule._split(self.enc.forward_single(x))
+        return gaussian_head(self.enc.forward_single(x))
 
     def decode(self, z):
         return self.dec.forward_single(z)
@@ -64,16 +71,16 @@ class _VAEModule(nn.Module):
         mu, lv = self.encode(x)
         eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         z = mu + torch.exp(0.5 * lv) * eps
-        recon = log_likelihood(x, self.decode(z), self.likelihood, self.log_psi).mean()
+        recon = self.lik.log_prob(x, self.decode(z), self.log_psi).mean()
         kl = kl_std_normal(mu, lv).mean()
-        return -(recon - kl), recon, kl
+        return ELBOTerms(-(recon - kl), recon, kl)
 
     def log_marginal(self, x, eps):
         """Importance-sampled log p(x) with the posterior as proposal; ``eps`` (S, d)."""
         mu, lv = self.encode(x)
         z = mu + torch.exp(0.5 * lv) * eps[:, None, :]  # (S, n, d)
         log_w = (
-            log_likelihood(x, self.decode(z), self.likelihood, self.log_psi)
+            self.lik.log_prob(x, self.decode(z), self.log_psi)
             + log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
             - log_normal(z, mu, lv)
         )
@@ -157,7 +164,7 @@ class VAE(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "likelihood": [StrOptions({n for n, lik in LIKELIHOODS.items() if not lik.counts})],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -222,12 +229,9 @@ class VAE(TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
-        hidden = self._hidden_sizes()
-        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
-            raise ValueError(
-                "likelihood='bernoulli' needs X in [0, 1]; got values in "
-                f"[{X.min():.3g}, {X.max():.3g}]. Use likelihood='gaussian' or rescale X."
-            )
+        hidden = hidden_sizes(self.hidden_layer_sizes)
+        lik = get_likelihood(self.likelihood)
+        lik.check_support(X)
         seed_init, seed_train, seed_is = derive_seeds(self.random_state, 3)
         device = resolve_device(self.device)
         module = _VAEModule(
@@ -239,24 +243,65 @@ class VAE(TransformerMixin, BaseEstimator):
             torch.Generator().manual_seed(seed_init),
         )
         # The same data-scale start as CPVAE, so that the comparison is like for like.
-        bias, log_psi = start_values(X, self.likelihood)
+        bias, log_psi, _ = lik.start_values(X, library_size=False)
         with torch.no_grad():
             if log_psi is not None:
                 module.log_psi.fill_(log_psi)
             module.dec.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
-        module = module.to(device)
-        x = torch.from_numpy(np.array(X, dtype=np.float32, order="C")).to(device)
-        noise = make_generator(seed_train, device)
-        index_gen = noise if device.type == "cpu" else make_generator(seed_train, "cpu")
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate_init)
-        history, converged = self._train(module, optimizer, x, noise, index_gen)
-        self.module_ = module.to("cpu").eval()
+        # One population: every minibatch is ``batch_size`` rows of X (Algorithm 1, K = 1).
+        x = rows_source(X, device)
+        data = (
+            x,
+            torch.zeros(len(X), dtype=torch.long, device=x.device),
+            torch.tensor([float(len(X))], device=device),
+        )
+        cfg = TrainConfig(
+            objective="elbo",
+            mi_weight=1.0,
+            mi_anneal_epochs=0,
+            batch_size=min(self.batch_size, len(X)),
+            max_iter=self.max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=False,
+            max_grad_norm=self.max_grad_norm,
+            verbose=self.verbose,
+            terms=VAE_TERMS,
+            record_alpha=False,
+        )
+
+        def make_step(generator):
+            def step(xb, populations, batch_counts, pop_sizes, alpha):
+                return module.negative_elbo(xb, generator)
+
+            return step
+
+        outcome = fit_module(
+            module,
+            data,
+            cfg,
+            device=device,
+            learning_rate=self.learning_rate_init,
+            seed=seed_train,
+            make_step=make_step,
+        )
+        result = outcome.result
+        self.module_ = module
         self.device_ = str(device)
-        self.history_ = history
-        self.loss_curve_ = [r["loss"] for r in history]
-        self.n_iter_ = len(history)
+        self.history_ = result.history
+        self.loss_curve_ = [r["loss"] for r in self.history_]
+        self.n_iter_ = result.n_iter
         self._importance_seed = seed_is
-        if not converged:
+        if outcome.diverged is not None:
+            raise outcome.diverged
+        if result.interrupted:
+            warnings.warn(
+                f"Training interrupted by the user at epoch {result.n_iter + 1}; the "
+                "weights of the last completed epoch were kept.",
+                UserWarning,
+                stacklevel=2,
+            )
+        elif not result.converged:
             warnings.warn(
                 f"VAE stopped after max_iter={self.max_iter} epochs without the loss "
                 f"improving by less than tol={self.tol} for {self.n_iter_no_change} "
@@ -266,78 +311,20 @@ class VAE(TransformerMixin, BaseEstimator):
             )
         return self
 
-    def _train(self, module, optimizer, x, noise, index_gen):
-        """Epochs of shuffled minibatches with CPVAE's stopping rule (relative tol)."""
-        n = len(x)
-        bs = min(self.batch_size, n)
-        n_steps = max(1, -(-n // bs))
-        history, best, no_improve = [], math.inf, 0
-        module.train()
-        for epoch in range(self.max_iter):
-            tic = time.perf_counter()
-            order = torch.randperm(n, generator=index_gen).to(x.device)
-            sums = torch.zeros(3, device=x.device)
-            for step in range(n_steps):
-                rows = order[step * bs : (step + 1) * bs]
-                loss, recon, kl = module.negative_elbo(x[rows], noise)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.max_grad_norm is not None:
-                    nn.utils.clip_grad_norm_(module.parameters(), self.max_grad_norm)
-                optimizer.step()
-                sums += torch.stack([loss.detach(), recon.detach(), kl.detach()])
-            loss, recon, kl = (sums / n_steps).tolist()
-            if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"VAE training diverged at epoch {epoch + 1} (loss={loss}); lower "
-                    "learning_rate_init, set max_grad_norm, or standardise X."
-                )
-            record = dict(
-                epoch=epoch + 1, loss=loss, recon=recon, kl=kl, time=time.perf_counter() - tic
-            )
-            history.append(record)
-            if self.verbose:
-                print(
-                    f"epoch {epoch + 1:4d}  loss={loss:.4g}  recon={recon:.4g}  "
-                    f"kl={kl:.4g}  ({record['time']:.2f}s)",
-                    flush=True,
-                )
-            if loss < best - self.tol * abs(best):
-                best, no_improve = loss, 0
-            else:
-                best = min(best, loss)
-                no_improve += 1
-                if no_improve >= self.n_iter_no_change:
-                    return history, True
-        return history, False
-
-    def _hidden_sizes(self):
-        hidden = self.hidden_layer_sizes
-        hidden = [hidden] if isinstance(hidden, Integral) else list(hidden)
-        if not hidden or any(not isinstance(h, Integral) or h < 1 for h in hidden):
-            raise ValueError(
-                "hidden_layer_sizes must be a non-empty sequence of positive integers; "
-                f"got {self.hidden_layer_sizes!r}."
-            )
-        return [int(h) for h in hidden]
-
-    def _run(self, X, fn):
-        """``fn(module, tensor)`` over row chunks, on the inference device and in X's dtype.
-
-        float64 input runs a float64 copy of the networks, so that a row's output does not
-        depend on the other rows of its batch (sklearn's subset-invariance checks).
-        """
-        device = resolve_device(self.device, fallback_warn=True)
-        tdtype = torch.float64 if X.dtype == np.float64 else torch.float32
-        module = self.module_
-        if device.type != "cpu" or tdtype != torch.float32:
-            module = copy.deepcopy(module).to(device=device, dtype=tdtype)
+    def _run(self, X, fn, per_row):
+        """``fn(module, tensor)`` over row chunks of ``per_row`` bytes of temporaries, on
+        the inference device and in X's dtype (:mod:`~sklearn_cpvae._inference`)."""
+        module, device, _ = _inference.inference_module(self.module_, self.device, X.dtype)
         out = []
         with torch.inference_mode():
-            for start in range(0, len(X), _CHUNK_ROWS):
-                xb = torch.from_numpy(np.array(X[start : start + _CHUNK_ROWS], order="C"))
-                out.append(fn(module, xb.to(device)).cpu().numpy())
+            for sl in _inference.chunks(len(X), per_row):
+                xb = _inference.to_tensor(X[sl], device, X.dtype)
+                out.append(fn(module, xb).cpu().numpy())
         return np.concatenate(out).astype(X.dtype, copy=False)
+
+    def _row_bytes(self, X, n_samples=1):
+        width = max(self.module_.hidden_layer_sizes + [self.n_features_in_])
+        return 8 * X.itemsize * n_samples * width
 
     def transform(self, X):
         """Posterior means E q(z|x).
@@ -353,7 +340,7 @@ class VAE(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
-        return self._run(X, lambda m, x: m.encode(x)[0])
+        return self._run(X, lambda m, x: m.encode(x)[0], self._row_bytes(X))
 
     def inverse_transform(self, X):
         """Decode codes to the mean of p(x | z) (probabilities for Bernoulli).
@@ -373,7 +360,7 @@ class VAE(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"X has {X.shape[1]} columns, but the codes have {self.n_components}."
             )
-        return self._run(X, lambda m, z: decoder_mean(m.decode(z), self.likelihood))
+        return self._run(X, lambda m, z: m.lik.mean(m.decode(z)), self._row_bytes(X))
 
     def score_samples(self, X):
         """Importance-sampled log-likelihood log p(x) of each row.
@@ -393,7 +380,11 @@ class VAE(TransformerMixin, BaseEstimator):
         eps = torch.randn(
             (self.n_importance_samples, self.n_components), generator=gen, dtype=torch.float64
         )
-        out = self._run(X, lambda m, x: m.log_marginal(x, eps.to(x.device, x.dtype)))
+        out = self._run(
+            X,
+            lambda m, x: m.log_marginal(x, eps.to(x.device, x.dtype)),
+            self._row_bytes(X, self.n_importance_samples),
+        )
         return out.astype(np.float64)
 
     def score(self, X, y=None):

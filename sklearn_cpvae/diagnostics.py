@@ -18,14 +18,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted
 
-from sklearn_cpvae._objective import kl_std_normal
+from sklearn_cpvae import _inference
+from sklearn_cpvae._validation import check_fitted_X, population_index
 
 __all__ = ["leakage_report", "linear_probe", "private_kl", "variance_explained"]
-
-_CHUNK_ROWS = 2048
-
 
 def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
     """Cross-validated balanced accuracy of a linear classifier predicting ``labels``.
@@ -72,9 +69,8 @@ def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
 
 
 def _prepare(model, X, populations):
-    check_is_fitted(model)
-    X = model._check_X(X)
-    idx = model._population_index(populations, X.shape[0])
+    X = check_fitted_X(model, X)
+    idx = population_index(model.classes_, populations, X.shape[0])
     return X, idx
 
 
@@ -92,16 +88,8 @@ def private_kl(model, X):
         In nats; columns follow ``model.classes_``. On a row of another population, it
         bounds what encoder k's code says about that row (the MI term of eq. 4-6).
     """
-    check_is_fitted(model)
-    X = model._check_X(X)
-    module, device, _ = model._inference_module(X.dtype)
-    out = []
-    with torch.inference_mode():
-        for start in range(0, X.shape[0], _CHUNK_ROWS):
-            xb = model._to_tensor(X[start : start + _CHUNK_ROWS], device, X.dtype)
-            mu, lv = module.encode_private_all(xb)
-            out.append(kl_std_normal(mu, lv).T.cpu().numpy())
-    return np.concatenate(out).astype(np.float64)
+    X = check_fitted_X(model, X)
+    return _inference.private_kl(model.module_, model.device, X)
 
 
 def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
@@ -132,7 +120,7 @@ def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
         large; NaN for populations without a private space); ``classes``.
     """
     X, idx = _prepare(model, X, populations)
-    shared = model._encode(X)
+    shared = _inference.encode(model.module_, model.device, X)
     k = len(model.classes_)
     probe = linear_probe(shared, idx, groups=groups, cv=cv, random_state=random_state)
     kl = private_kl(model, X)
@@ -184,16 +172,16 @@ def variance_explained(model, X, populations):
             f"of X); the model uses {model.likelihood!r}."
         )
     X, idx = _prepare(model, X, populations)
-    module, device, _ = model._inference_module(X.dtype)
+    module, device, _ = _inference.inference_module(model.module_, model.device, X.dtype)
     k, d = len(model.classes_), X.shape[1]
+    per_row = 8 * X.itemsize * (2 * d + max(module.hidden_layer_sizes))
     sums = {name: np.zeros((k, d)) for name in ("shared", "private", "total", "x")}
     # Centred sums need per-population means first: accumulate raw moments, then centre.
     mom = {name: np.zeros((k, d)) for name in ("x", "s", "p", "n")}
     cross = {name: np.zeros((k, d)) for name in ("xx", "ss", "pp", "xs", "xp", "sp")}
     with torch.inference_mode():
-        for start in range(0, X.shape[0], _CHUNK_ROWS):
-            sl = slice(start, start + _CHUNK_ROWS)
-            xb = model._to_tensor(X[sl], device, X.dtype)
+        for sl in _inference.chunks(X.shape[0], per_row):
+            xb = _inference.to_tensor(X[sl], device, X.dtype)
             pops = torch.as_tensor(idx[sl], device=device)
             mu_z, _ = module.encode_shared(xb)
             mu_t, _ = module.encode_private(xb, pops)

@@ -174,9 +174,9 @@ def _scale_of_clean_fit(monkeypatch, est, X, y):
     seen = []
     real = _training._check_diverged
 
-    def spy(record, epoch, scale, previous=None):
+    def spy(record, epoch, scale, previous=None, names=_training.TERMS):
         seen.append(scale)
-        return real(record, epoch, scale, previous)
+        return real(record, epoch, scale, previous, names)
 
     monkeypatch.setattr(_training, "_check_diverged", spy)
     _quiet_fit(est, X, y)

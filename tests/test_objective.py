@@ -8,12 +8,14 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from sklearn_cpvae._module import CPVAEModule, batch_terms, log_likelihood_per_population
+from sklearn_cpvae._likelihoods import log_likelihood
+from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import StackedMLP, group_rows, scatter_to_groups
 from sklearn_cpvae._objective import (
+    batch_terms,
     cpvae_terms,
     kl_std_normal,
-    log_likelihood,
+    log_likelihood_per_population,
     log_marginal_is,
     log_normal,
     mi_weight_schedule,

@@ -15,7 +15,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from sklearn_cpvae import CPVAE
-from sklearn_cpvae._objective import count_log_prob, log_likelihood, mmd_rbf_groups
+from sklearn_cpvae._likelihoods import count_log_prob, log_likelihood
+from sklearn_cpvae._objective import mmd_rbf_groups
 from sklearn_cpvae._sparse import SparseRows, row_totals
 from sklearn_cpvae.diagnostics import (
     leakage_report,
@@ -181,7 +182,7 @@ def test_sparse_fit_matches_dense_and_never_densifies_whole(monkeypatch):
     X[np.abs(X) < 0.5] = 0.0
     dense = CPVAE(max_iter=3, early_stopping=True, **SMALL).fit(X, y)
     # Small inference chunks, so "never the whole matrix" is visible on small data.
-    monkeypatch.setattr("sklearn_cpvae._estimator._CHUNK_BYTES", 64 * 1024)
+    monkeypatch.setattr("sklearn_cpvae._inference.CHUNK_BYTES", 64 * 1024)
     biggest = []
     for cls in (sp.csr_matrix, sp.csr_array):
         orig = cls.toarray

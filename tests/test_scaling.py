@@ -9,9 +9,8 @@ import torch
 
 from sklearn_cpvae import CPVAE
 from sklearn_cpvae._data import training_tensor
-from sklearn_cpvae._mi_sampling import draw_off_population
-from sklearn_cpvae._module import CPVAEModule, batch_terms
-from sklearn_cpvae._objective import mi_weights
+from sklearn_cpvae._module import CPVAEModule
+from sklearn_cpvae._objective import batch_terms, draw_off_population, mi_weights
 
 
 @pytest.mark.parametrize("counts", [[3, 3, 3], [2, 5, 1, 4]])
@@ -147,7 +146,7 @@ def test_training_tensor_copies_at_most_once():
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_inference_chunking_does_not_change_results(monkeypatch):
     """Methods give the same rows whatever the chunk size (memory stays flat in n)."""
-    import sklearn_cpvae._estimator as est_mod
+    import sklearn_cpvae._inference as inference
 
     X, y = _data()
     est = CPVAE(random_state=0, **SMALL).fit(X, y)
@@ -159,7 +158,7 @@ def test_inference_chunking_does_not_change_results(monkeypatch):
         codes,
         est.inverse_transform(codes, populations=y),
     ]
-    monkeypatch.setattr(est_mod, "_CHUNK_BYTES", 1)  # one row per chunk
+    monkeypatch.setattr(inference, "CHUNK_BYTES", 1)  # one row per chunk
     got = [
         est.predict_proba(Xf),
         est.score_samples(Xf),

@@ -1,0 +1,166 @@
+"""Inference with fitted networks: device and dtype copies, chunking, encode, decode, log p(x|k).
+
+Every function takes a fitted :class:`~sklearn_cpvae._module.CPVAEModule` and numpy rows
+and returns numpy arrays. One chunking policy (:func:`chunks`) keeps the temporaries of a
+chunk under :data:`CHUNK_BYTES`; rows are converted to tensors one chunk at a time, so a
+sparse X is never densified whole.
+
+float64 input runs a float64 copy of the networks: float32 GEMMs round differently with
+the number of rows, which would make a row's output depend on its batch.
+"""
+
+import copy
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from sklearn_cpvae._objective import kl_std_normal, log_likelihood_per_population
+from sklearn_cpvae._torch_utils import resolve_device
+from sklearn_cpvae._validation import check_finite_output
+
+# Inference works in chunks whose temporaries stay under this many bytes.
+CHUNK_BYTES = 256 * 2**20
+
+
+def to_tensor(X, device, dtype=np.float32):
+    """Rows ``X`` (dense or sparse) as a tensor of ``dtype`` on ``device``; always a copy."""
+    if sp.issparse(X):
+        # One inference chunk or minibatch at a time, never the whole matrix.
+        X = X.toarray()
+    # np.array copies, so torch never aliases a caller's (possibly read-only) array.
+    return torch.from_numpy(np.array(X, dtype=dtype, order="C")).to(device)
+
+
+def inference_module(module, device, dtype):
+    """``(networks, device, torch dtype)``: ``module`` on the inference device in ``dtype``.
+
+    ``device`` is the estimator's ``device`` parameter; a CUDA device absent on this
+    machine falls back to the CPU with a warning. The fitted module itself is used on the
+    CPU in float32; any other combination runs a copy.
+    """
+    device = resolve_device(device, fallback_warn=True)
+    tdtype = torch.float64 if dtype == np.float64 else torch.float32
+    if device.type == "cpu" and tdtype == torch.float32:
+        return module, device, tdtype
+    return copy.deepcopy(module).to(device=device, dtype=tdtype), device, tdtype
+
+
+def chunks(n, bytes_per_row):
+    """Row slices of ``n`` rows whose temporaries stay under :data:`CHUNK_BYTES`."""
+    size = max(1, int(CHUNK_BYTES // max(1, bytes_per_row)))
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
+def _width(module, X):
+    return max(list(module.hidden_layer_sizes) + [X.shape[1]])
+
+
+def encode(module, device, X, populations=None, *, has_private=None, private_var=False):
+    """Posterior means of z, or (with ``populations``) of t under each row's own encoder.
+
+    ``has_private`` (K,) zeroes the private codes of populations without a private space.
+    With ``private_var`` the private variances are returned too: ``(mean, var)``.
+    """
+    module, device, tdtype = inference_module(module, device, X.dtype)
+    n_pop = module.n_populations
+    per_row = 8 * _width(module, X) * (2 + (populations is not None) * n_pop)
+    shared, private, pvar = [], [], []
+    with torch.inference_mode():
+        for sl in chunks(X.shape[0], per_row):
+            xb = to_tensor(X[sl], device, X.dtype)
+            if populations is None:
+                shared.append(module.encode_shared(xb)[0].cpu().numpy())
+                continue
+            mu, lv = module.encode_private(xb, torch.as_tensor(populations[sl], device=device))
+            mu = (
+                mu
+                * torch.as_tensor(has_private[populations[sl]], dtype=mu.dtype, device=device)[
+                    :, None
+                ]
+            )
+            private.append(mu.cpu().numpy())
+            pvar.append(torch.exp(lv).cpu().numpy())
+    if populations is None:
+        codes = np.concatenate(shared).astype(X.dtype, copy=False)
+        return check_finite_output(codes, "the shared code", tdtype)
+    private = check_finite_output(np.concatenate(private), "the private code", tdtype)
+    if private_var:
+        return private, np.concatenate(pvar)
+    return private.astype(X.dtype, copy=False)
+
+
+def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prior_var=None):
+    """log p(x | k) for every row and population, shape (n, K) (eq. 7-8).
+
+    ``n_samples`` importance samples drawn once from ``seed`` (common random numbers for
+    every row and population). The prior on t is N(0, I), or the diagonal Gaussian
+    ``(prior_mean, prior_var)`` of shape (K, n_private) each.
+    """
+    module, device, tdtype = inference_module(module, device, X.dtype)
+    s, k = n_samples, module.n_populations
+    n_shared, n_private = module.n_shared, module.n_private
+    gen = torch.Generator().manual_seed(seed)
+    eps = torch.randn((s, n_shared + n_private), generator=gen, dtype=torch.float64)
+    eps = eps.to(device=device, dtype=tdtype)
+    eps_z, eps_t = eps[:, :n_shared], eps[:, n_shared:]
+    if prior_mean is not None:
+        p_mean = torch.as_tensor(prior_mean, device=device, dtype=tdtype)
+        p_logvar = torch.as_tensor(np.log(prior_var), device=device, dtype=tdtype)
+    else:
+        p_mean = torch.zeros((k, n_private), device=device, dtype=tdtype)
+        p_logvar = torch.zeros_like(p_mean)
+    per_row = 4 * X.dtype.itemsize * s * (k + 1) * (X.shape[1] + _width(module, X) + n_private)
+    out = []
+    with torch.inference_mode():
+        for sl in chunks(X.shape[0], per_row):
+            xb = to_tensor(X[sl], device, X.dtype)
+            out.append(
+                log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
+                .cpu()
+                .numpy()
+            )
+    ll = np.concatenate(out).astype(np.float64)
+    return check_finite_output(ll, "log p(x | population)", tdtype)
+
+
+def decode(module, device, codes, *, z_cols=None, t_cols=None, populations=None):
+    """Mean of p(x | z, t) from codes: ``f_s(z)`` (``z_cols``), ``f_k(t)`` (``t_cols``, with
+    each row's population) or their sum when both are given; as numpy in codes' dtype."""
+    module, device, tdtype = inference_module(module, device, codes.dtype)
+    n_features = module.dec_shared.weights[-1].shape[-1]
+    per_row = 8 * codes.itemsize * (n_features + max(module.hidden_layer_sizes))
+    out = []
+    with torch.inference_mode():
+        for sl in chunks(len(codes), per_row):
+            cb = to_tensor(codes[sl], device, codes.dtype)
+            dec = 0
+            if z_cols is not None:
+                dec = dec + module.decode_shared(cb[:, z_cols])
+            if t_cols is not None:
+                pops = torch.as_tensor(populations[sl], device=device)
+                dec = dec + module.decode_private(cb[:, t_cols], pops)
+            out.append(module.lik.mean(dec).cpu().numpy())
+    X_rec = np.concatenate(out).astype(codes.dtype, copy=False)
+    return check_finite_output(X_rec, "the decoded X", tdtype)
+
+
+def generate(module, z, t, populations):
+    """Mean of p(x | z, t) for drawn codes ``z``, ``t`` (float64 numpy), on the CPU."""
+    with torch.inference_mode():
+        zt = torch.as_tensor(z, dtype=torch.float32)
+        tt = torch.as_tensor(t, dtype=torch.float32)
+        out = module.decode_shared(zt) + module.decode_private(tt, torch.as_tensor(populations))
+        return module.lik.mean(out).numpy().astype(np.float64)
+
+
+def private_kl(module, device, X):
+    """``KL(q_k(t | x_i) || N(0, I))`` of every private encoder on every row, (n, K)."""
+    module, device, _ = inference_module(module, device, X.dtype)
+    per_row = 8 * _width(module, X) * (2 + module.n_populations)
+    out = []
+    with torch.inference_mode():
+        for sl in chunks(X.shape[0], per_row):
+            mu, lv = module.encode_private_all(to_tensor(X[sl], device, X.dtype))
+            out.append(kl_std_normal(mu, lv).T.cpu().numpy())
+    return np.concatenate(out).astype(np.float64)

@@ -1,0 +1,172 @@
+"""Checks shared by the estimators: parameters, labels, value ranges, finite outputs.
+
+Everything here raises ``ValueError`` with a message that names the problem; nothing
+here trains or runs a network.
+"""
+
+import math
+from numbers import Integral
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.utils.validation import check_is_fitted
+
+from sklearn_cpvae._sklearn_compat import validate_data
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float32_range(X):
+    """Reject X whose squared residuals would overflow the float32 arithmetic of training.
+
+    The Gaussian log-likelihood sums ``(x - f(z, t))**2`` over the D features in float32,
+    so training is impossible once ``D * max|x|**2`` nears the float32 maximum (3.4e38).
+    A factor 16 of margin covers decoder outputs of the same magnitude as ``x``.
+    """
+    limit = math.sqrt(_FLOAT32_MAX / (16 * max(1, X.shape[1])))
+    peak = float(np.max(np.abs(X))) if X.size else 0.0
+    if peak > limit:
+        raise ValueError(
+            f"X has values of magnitude up to {peak:.3g}; training runs in float32, where "
+            f"squared residuals of {X.shape[1]} features overflow beyond {limit:.3g}. "
+            "Standardise X (e.g. sklearn.preprocessing.StandardScaler) before fitting."
+        )
+
+
+def check_finite_output(out, what, dtype):
+    """Raise ``ValueError`` naming the rows whose ``out`` is not finite.
+
+    Rows far outside the scale of the training data can overflow the networks' arithmetic
+    at inference; returning NaN silently would be worse than a clear error.
+    """
+    bad = ~np.isfinite(out).reshape(len(out), -1).all(axis=1)
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{what} is not finite for {len(rows)} row(s) (first: {rows[:5].tolist()}): "
+            f"their values are too far from the scale of the training data for {dtype} "
+            "arithmetic. Preprocess them as the training data (e.g. with the same scaler)."
+        )
+    return out
+
+
+def hidden_sizes(value):
+    """``hidden_layer_sizes`` as a list of positive ints (an int is one layer)."""
+    hidden = [value] if isinstance(value, Integral) else list(value)
+    if not hidden or any(not isinstance(h, Integral) or h < 1 for h in hidden):
+        raise ValueError(
+            f"hidden_layer_sizes must be a non-empty sequence of positive integers; got {value!r}."
+        )
+    return [int(h) for h in hidden]
+
+
+def finite_mode(missing):
+    """``ensure_all_finite`` of sklearn's validation for the ``missing`` parameter."""
+    return "allow-nan" if missing == "mask" else True
+
+
+def split_population_column(X, column):
+    """``(X without the population column, the column as ndarray or None)``."""
+    if column is None:
+        return X, None
+    if not hasattr(X, "columns") or column not in X.columns:
+        return X, None
+    return X.drop(columns=[column]), np.asarray(X[column])
+
+
+def check_populations(classes, y_idx):
+    """At least two populations, each with at least two rows."""
+    if len(classes) < 2:
+        raise ValueError(
+            f"CPVAE needs at least 2 populations (classes) in y; got 1 class: {classes.tolist()}."
+        )
+    counts = np.bincount(y_idx, minlength=len(classes))
+    small = [str(c) for c, n in zip(classes, counts) if n < 2]
+    if small:
+        raise ValueError(f"every population needs at least 2 rows; population(s) {small} have 1.")
+
+
+def private_gate(no_private_populations, classes):
+    """1.0 for populations with a private space, 0.0 for ``no_private_populations``."""
+    gate = np.ones(len(classes))
+    if no_private_populations is None:
+        return gate
+    listed = np.asarray(no_private_populations)
+    if listed.ndim != 1:
+        raise ValueError("no_private_populations must be a 1-D list of population labels.")
+    unknown = [v for v in listed.tolist() if v not in classes.tolist()]
+    if unknown:
+        raise ValueError(
+            f"no_private_populations has label(s) {unknown} that are not populations "
+            f"of y {classes.tolist()}."
+        )
+    gate[np.isin(classes, listed)] = 0.0
+    return gate
+
+
+def resolve_priors(priors, population_counts):
+    """The population priors: training frequencies (None), uniform, or given."""
+    k = len(population_counts)
+    if priors is None:
+        return population_counts / population_counts.sum()
+    if isinstance(priors, str):
+        return np.full(k, 1.0 / k)
+    values = np.asarray(priors, dtype=np.float64)
+    if values.shape != (k,) or np.any(values < 0) or not np.isclose(values.sum(), 1):
+        raise ValueError(f"priors must be {k} non-negative numbers summing to 1; got {priors!r}.")
+    return values
+
+
+def population_index(classes, populations, n_rows, name="populations"):
+    """Index into ``classes`` of every label of ``populations`` (one per row)."""
+    populations = np.asarray(populations)
+    if populations.ndim != 1 or len(populations) != n_rows:
+        raise ValueError(
+            f"{name} must be 1-D with one label per row ({n_rows}); got shape {populations.shape}."
+        )
+    try:
+        idx = np.searchsorted(classes, populations)
+    except TypeError:
+        # Labels of another type than classes (e.g. numbers mixed with strings).
+        raise ValueError(
+            f"{name} holds labels of types "
+            f"{sorted({type(p).__name__ for p in populations.ravel().tolist()})} that "
+            f"cannot be compared with the fitted populations {classes.tolist()}."
+        ) from None
+    idx = np.clip(idx, 0, len(classes) - 1)
+    unknown = classes[idx] != populations
+    if np.any(unknown):
+        raise ValueError(
+            f"unknown population label(s) {np.unique(populations[unknown]).tolist()} in "
+            f"{name}; the model was fitted on {classes.tolist()}."
+        )
+    return idx
+
+
+def check_fitted_X(estimator, X, *, return_column=False):
+    """X for a fitted CPVAE's inference methods: validated, CSR if sparse, column split."""
+    check_is_fitted(estimator)
+    X, column = split_population_column(X, estimator.population_column)
+    X = validate_data(
+        estimator,
+        X,
+        dtype=[np.float64, np.float32],
+        reset=False,
+        accept_sparse=("csr", "csc"),
+        ensure_all_finite=finite_mode(estimator.missing),
+    )
+    if sp.issparse(X):
+        X = X.tocsr()
+    return (X, column) if return_column else X
+
+
+def check_same_networks(fitted, wanted):
+    """With ``warm_start``, the parameters that shape the networks must not change:
+    training would otherwise go on with the old networks and ignore the new values."""
+    changed = sorted(k for k in wanted if wanted[k] != fitted[k])
+    if changed:
+        raise ValueError(
+            f"warm_start=True but the networks' configuration changed since the last "
+            f"fit ({', '.join(changed)}); set warm_start=False to fit afresh, or set "
+            "those parameters back."
+        )
