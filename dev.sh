@@ -19,7 +19,7 @@ setup() {
   local vpy="$VENV/bin/python"
   if ! "$vpy" -c "import torch" 2>/dev/null; then
     if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-      "$vpy" -m pip install -q "torch>=2.2"      # a CUDA build, for the GPU present
+      "$vpy" -m pip install -q "torch>=2.4"      # a CUDA build, for the GPU present
     else
       "$vpy" -m pip install -q "$CPU_TORCH"      # never the multi-GB CUDA build
     fi

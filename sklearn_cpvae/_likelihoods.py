@@ -36,11 +36,13 @@ class Likelihood:
 
     ``counts``: the model is for raw non-negative counts (library size, log1p encoder
     input). ``uses_psi``: the model has the learned isotropic variance Psi.
+    ``identity_mean``: the decoder output is the mean itself, in the units of X.
     """
 
     name = None
     counts = False
     uses_psi = False
+    identity_mean = False
 
     def encoder_input(self, x):
         """What the encoders see of the rows ``x`` (NaN already replaced)."""
@@ -87,6 +89,7 @@ class Gaussian(Likelihood):
 
     name = "gaussian"
     uses_psi = True
+    identity_mean = True
 
     def log_prob(
         self, x, out, log_psi=None, *, mask=None, log_theta=None, log_offset=None, inplace=False

@@ -20,9 +20,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_cpvae import _inference
+from sklearn_cpvae._likelihoods import get_likelihood
 from sklearn_cpvae._validation import check_fitted_X, population_index
 
 __all__ = ["leakage_report", "linear_probe", "private_kl", "variance_explained"]
+
 
 def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
     """Cross-validated balanced accuracy of a linear classifier predicting ``labels``.
@@ -166,7 +168,7 @@ def variance_explained(model, X, populations):
         ``classes``; ``features`` (``feature_names_in_`` or ``x0, x1, ...``).
         ``private`` is 0 for populations without a private space.
     """
-    if model.likelihood != "gaussian":
+    if not get_likelihood(model.likelihood).identity_mean:
         raise ValueError(
             "variance_explained needs likelihood='gaussian' (decoder output in the units "
             f"of X); the model uses {model.likelihood!r}."

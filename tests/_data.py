@@ -34,13 +34,85 @@ def make_populations(
     return (np.vstack(xs), np.concatenate(pops), np.concatenate(subs), np.vstack(zs))
 
 
-SMALL = dict(
-    n_shared=2,
-    n_private=2,
-    hidden_layer_sizes=(32,),
-    max_iter=60,
-    batch_size=32,
-    n_importance_samples=16,
-    device="cpu",
-    random_state=0,
-)
+# Every tiny configuration the tests fit, in one table: "small" is the shared fixture's
+# model; the others are sized for the one test file that names them.
+CONFIGS = {
+    "small": dict(
+        n_shared=2,
+        n_private=2,
+        hidden_layer_sizes=(32,),
+        max_iter=60,
+        batch_size=32,
+        n_importance_samples=16,
+        device="cpu",
+        random_state=0,
+    ),
+    "bad_input": dict(
+        n_shared=2,
+        n_private=1,
+        hidden_layer_sizes=(4,),
+        max_iter=1,
+        batch_size=4,
+        n_importance_samples=3,
+        device="cpu",
+        random_state=0,
+    ),
+    "vae": dict(
+        n_components=2,
+        hidden_layer_sizes=(16,),
+        max_iter=20,
+        batch_size=32,
+        n_importance_samples=8,
+        device="cpu",
+        random_state=0,
+    ),
+    "concurrency": dict(
+        n_shared=1,
+        n_private=1,
+        hidden_layer_sizes=(4,),
+        max_iter=2,
+        batch_size=8,
+        n_importance_samples=4,
+        device="cpu",
+        random_state=0,
+    ),
+    "divergence": dict(
+        n_shared=2,
+        n_private=1,
+        hidden_layer_sizes=(6,),
+        batch_size=8,
+        n_importance_samples=4,
+        device="cpu",
+        random_state=0,
+        n_iter_no_change=50,
+    ),
+    "counts": dict(
+        n_shared=2,
+        n_private=2,
+        hidden_layer_sizes=(32,),
+        n_importance_samples=8,
+        batch_size=32,
+        device="cpu",
+        random_state=0,
+    ),
+    "persistence": dict(
+        n_shared=2,
+        n_private=1,
+        hidden_layer_sizes=(6,),
+        max_iter=3,
+        batch_size=8,
+        n_importance_samples=4,
+        device="cpu",
+        random_state=0,
+    ),
+    "scaling": dict(
+        n_shared=2,
+        n_private=2,
+        hidden_layer_sizes=(8,),
+        max_iter=2,
+        batch_size=8,
+        n_importance_samples=4,
+        device="cpu",
+    ),
+}
+SMALL = CONFIGS["small"]

@@ -1,19 +1,24 @@
 """Bad-input corpus: property-based tests over the inputs of every public method.
 
-Every case must end in a correct (finite) result or in a ``ValueError``/``TypeError``
-with a message; anything else (an exception from deep inside torch, NaN output, a hang)
-fails. Examples are derandomised so the default run is reproducible and fast; set
-``CPVAE_FUZZ_REPORT=path`` to write the count of cases tried per input class and
-outcome (the numbers quoted in the resolve note).
+Each drawn input is described by its class (shape, values, dtype, container, labels,
+parameter), and an oracle says what that class must give: a clean input must give a
+finite result, and each defect must give a ``ValueError``/``TypeError`` whose message
+names it (a regular expression per defect). Where a defect may be absorbed by a cast
+(NaN in a bool array) or by the networks (a 1e30 entry at predict time), a finite result
+is accepted too, but any error must still name the defect. Examples are derandomised so
+the default run is reproducible and fast; set ``CPVAE_FUZZ_REPORT=path`` to write the
+count of cases tried per input class and outcome.
 """
 
 import json
 import os
+import re
 import warnings
 from collections import Counter
 
 import numpy as np
 import pytest
+from _data import CONFIGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -24,16 +29,7 @@ pd = pytest.importorskip("pandas")
 sp = pytest.importorskip("scipy.sparse")
 
 N_FEATURES = 4
-TINY = dict(
-    n_shared=2,
-    n_private=1,
-    hidden_layer_sizes=(4,),
-    max_iter=1,
-    batch_size=4,
-    n_importance_samples=3,
-    device="cpu",
-    random_state=0,
-)
+TINY = CONFIGS["bad_input"]
 OUTCOMES = Counter()
 MESSAGES = Counter()
 
@@ -89,20 +85,105 @@ def _all_finite(out):
     return arr.dtype.kind not in "fc" or bool(np.all(np.isfinite(arr)))
 
 
-def _outcome(test, cls, call):
-    """Run ``call``; pass on a finite result or a ValueError/TypeError with a message."""
+def _outcome(test, cls, call, problems=(), tolerated=()):
+    """Run ``call`` and check it against the oracle.
+
+    ``problems``: regular expressions, one per defect of the input that must be reported;
+    with none, ``call`` must return a finite result. With some, it must raise a
+    ValueError/TypeError whose message matches one of them. ``tolerated``: defects that
+    may also be absorbed (a finite result is then accepted) but, if reported, must be
+    named like a problem.
+    """
+    named = [*problems, *tolerated]
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         try:
             out = call()
         except (ValueError, TypeError) as exc:
-            assert str(exc).strip(), f"{type(exc).__name__} without a message"
+            msg = str(exc)
             OUTCOMES[(test, cls, type(exc).__name__)] += 1
-            MESSAGES[(test, type(exc).__name__, str(exc).splitlines()[0][:110])] += 1
+            MESSAGES[(test, type(exc).__name__, msg.splitlines()[0][:110] if msg else "")] += 1
+            assert named, f"{cls}: a clean input raised {type(exc).__name__}: {msg}"
+            assert any(re.search(p, msg) for p in named), (
+                f"{cls}: the message does not name the defect ({named}): {msg}"
+            )
             return None
     assert _all_finite(out), f"non-finite output for {cls}"
+    assert not problems, f"{cls}: no error for the defect(s) {list(problems)}"
     OUTCOMES[(test, cls, "result")] += 1
     return out
+
+
+# What each property of an input must be reported as (a regular expression of the message).
+SHAPE_PROBLEMS = {
+    "1-D": r"2D array",
+    "3-D": r"dim 3|3D|dimension",
+    "ragged": r"inhomogeneous|sequence|inconsistent",
+    "empty": r"0 sample|2D array",
+}
+VALUE_PROBLEMS = {"nan": r"NaN", "inf": r"infinity", "-inf": r"infinity"}
+DTYPE_PROBLEMS = {
+    "complex128": r"[Cc]omplex",
+    "mixed object": r"string|convert|numeric",
+}
+# Strings of numbers are converted like numbers; anything else must be reported.
+STRINGS = r"string|convert|numeric"
+# The number of rows or features a fitted model expects, and the entry too large for
+# training's float32 arithmetic.
+FEATURES = r"features"
+MAGNITUDE = r"magnitude|infinity|finite"
+
+
+def x_oracle(cls, *, fit):
+    """``(problems, tolerated)`` of an X of class ``shape/values/dtype/container``."""
+    shape, kind, dtype, _ = cls.split("/")[:4]
+    problems, tolerated = [], []
+    if shape in SHAPE_PROBLEMS:
+        problems.append(SHAPE_PROBLEMS[shape])
+    elif shape == "one row" and fit:
+        problems.append(r"1 sample|minimum of 2")
+    elif shape in ("one feature", "extra feature") and not fit:
+        problems.append(FEATURES)
+    if dtype in DTYPE_PROBLEMS:
+        problems.append(DTYPE_PROBLEMS[dtype])
+    if dtype == "str":
+        tolerated.append(STRINGS)
+    value = VALUE_PROBLEMS.get(kind)
+    if kind == "1e30":
+        # Too large for training (fit); at predict time the networks may absorb it.
+        value = MAGNITUDE
+        if not fit or dtype == "float16":
+            tolerated.append(value)
+            value = None
+    if value is not None and shape != "empty":
+        if dtype in ("bool", "int64", "float16"):
+            # The cast turns NaN into True / a huge integer, inf into a huge integer.
+            tolerated += [value, MAGNITUDE]
+        elif dtype in DTYPE_PROBLEMS or dtype == "str":
+            tolerated.append(value)
+        else:
+            problems.append(value)
+    if dtype == "float16":
+        tolerated.append(MAGNITUDE)
+    return problems, tolerated
+
+
+FIT_LABEL_PROBLEMS = {
+    "one population": r"at least 2 populations",
+    "one-row population": r"at least 2 rows",
+    "NaN label": r"NaN|label",
+    "mixed types": r"label|type",
+    "float continuous": r"continuous|label",
+    "wrong length": r"inconsistent|samples",
+}
+LABEL_PROBLEMS = {
+    "unseen label": r"unknown population",
+    "NaN label": r"unknown population|types",
+    "int labels": r"unknown population|types",
+    "mixed types": r"unknown population|types",
+    "wrong length": r"one label per row",
+    "2-D": r"1-D",
+}
 
 
 # ------------------------------------------------------------------ strategies
@@ -243,7 +324,21 @@ def test_inference_methods(fitted, data, method):
         cls = f"{cls}/y={lab_cls}"
     else:
         call = lambda: getattr(fitted, method)(X)  # noqa: E731
-    out = _outcome(method, cls, call)
+    problems, tolerated = x_oracle(cls, fit=False)
+    if method in ("score_samples", "transform", "score") and lab_cls in LABEL_PROBLEMS:
+        problems = [*problems, LABEL_PROBLEMS[lab_cls]]
+    if method == "score" and lab_cls == "None":
+        problems = [*problems, r"needs y"]
+    if method == "score" and lab_cls != "known":
+        # sklearn's accuracy compares any labels; only a length mismatch is an error.
+        problems = [p for p in problems if p not in LABEL_PROBLEMS.values()]
+        # Labels of mixed types fail inside sklearn's accuracy_score with its own message.
+        tolerated = [
+            *tolerated,
+            *LABEL_PROBLEMS.values(),
+            r"inconsistent|samples|mix|not supported between",
+        ]
+    out = _outcome(method, cls, call, problems, tolerated)
     if out is not None and method in ("predict_proba",):
         assert np.allclose(out.sum(axis=1), 1.0)
 
@@ -254,10 +349,25 @@ def test_inverse_transform(fitted, data, part):
     cls, codes = data.draw(matrices(n_features=fitted.n_shared + fitted.n_private))
     n = codes.shape[0] if hasattr(codes, "shape") else len(codes)
     lab_cls, labels = data.draw(labels_for(n))
+    problems, tolerated = x_oracle(cls, fit=False)
+    problems = [p for p in problems if p != FEATURES]
+    if cls.split("/")[0] in ("one feature", "extra feature"):
+        problems.append(r"columns")
+    if cls.split("/")[3] == "sparse":
+        problems.append(r"[Ss]parse")
+    if part == "bad":
+        problems.append(r"part must be")
+    needs_labels = part in ("full", "private") or (part == "auto" and labels is not None)
+    if needs_labels and lab_cls == "None":
+        problems.append(r"needs populations")
+    elif needs_labels and lab_cls in LABEL_PROBLEMS:
+        problems.append(LABEL_PROBLEMS[lab_cls])
     _outcome(
         "inverse_transform",
         f"{cls}/populations={lab_cls}/part={part}",
         lambda: fitted.inverse_transform(codes, labels, part=part),
+        problems,
+        tolerated,
     )
 
 
@@ -274,8 +384,23 @@ def test_inverse_transform(fitted, data, part):
 )
 def test_sample(fitted, n_samples, population, random_state):
     cls = f"n={type(n_samples).__name__}/pop={population!r}"
+    problems = []
+    valid_n = isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool)
+    if not (valid_n and n_samples >= 1):
+        problems.append(r"n_samples must be a positive integer")
+    if isinstance(population, (list, tuple)):
+        problems.append(r"must be 1-D")
+    elif population is not None and population not in ("a", "b"):
+        problems.append(r"unknown population|types")
+    if isinstance(random_state, str) or (
+        isinstance(random_state, int) and not 0 <= random_state < 2**32
+    ):
+        problems.append(r"[Ss]eed|random_state")
     _outcome(
-        "sample", cls, lambda: fitted.sample(n_samples, population, random_state=random_state)
+        "sample",
+        cls,
+        lambda: fitted.sample(n_samples, population, random_state=random_state),
+        problems,
     )
 
 
@@ -290,10 +415,16 @@ def test_sample(fitted, n_samples, population, random_state):
     )
 )
 def test_get_feature_names_out(fitted, input_features):
+    problems = []
+    if input_features is not None and (
+        np.ndim(input_features) != 1 or len(input_features) != N_FEATURES
+    ):
+        problems.append(r"input_features")
     _outcome(
         "feature_names",
         type(input_features).__name__,
         lambda: fitted.get_feature_names_out(input_features),
+        problems,
     )
 
 
@@ -349,9 +480,14 @@ def test_fit(data):
         model = CPVAE(**TINY).fit(X, y)
         # A fitted model must give finite outputs on its own training data.
         Xd = X.toarray() if sp.issparse(X) else X
-        return model.predict_proba(Xd), model.transform(Xd, populations=y)
+        return model.predict_proba(Xd), model.transform(Xd, populations=np.ravel(y))
 
-    _outcome("fit", f"{cls}/y={lab_cls}", call)
+    problems, tolerated = x_oracle(cls, fit=True)
+    if lab_cls in FIT_LABEL_PROBLEMS:
+        problems.append(FIT_LABEL_PROBLEMS[lab_cls])
+    if lab_cls == "three populations" and n < 6:
+        problems.append(FIT_LABEL_PROBLEMS["one-row population"])
+    _outcome("fit", f"{cls}/y={lab_cls}", call, problems, tolerated)
 
 
 BAD_PARAMS = {
@@ -380,6 +516,16 @@ BAD_PARAMS = {
     "verbose": [-1, "loud"],
     "warm_start": ["no", 2],
 }
+# The values of BAD_PARAMS that are valid: the fit must succeed with them.
+VALID_PARAMS = {
+    ("hidden_layer_sizes", "[4]"),
+    ("mi_anneal_epochs", "5"),
+    ("priors", "'uniform'"),
+    ("validation_fraction", "0.95"),
+    ("validation_fraction", "0.5"),
+    ("max_grad_norm", "1e-12"),
+    ("device", "'cpu:0'"),
+}
 
 
 @_settings(150)
@@ -394,4 +540,7 @@ def test_invalid_parameters(data):
         model = CPVAE(**TINY).set_params(**{name: value}).fit(X, y)
         return model.predict_proba(X)
 
-    _outcome("set_params+fit", name, call)
+    key = (name, str(value.tolist()) if isinstance(value, np.ndarray) else repr(value))
+    # Every error must name the parameter (its name, or its value as in "device='gpu'").
+    problems = [] if key in VALID_PARAMS else [re.escape(name)]
+    _outcome("set_params+fit", name, call, problems)

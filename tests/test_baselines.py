@@ -5,21 +5,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _data import make_populations
+from _data import CONFIGS, make_populations
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_cpvae import VAE
 
-SMALL_VAE = dict(
-    n_components=2,
-    hidden_layer_sizes=(16,),
-    max_iter=20,
-    batch_size=32,
-    n_importance_samples=8,
-    device="cpu",
-    random_state=0,
-)
+SMALL_VAE = CONFIGS["vae"]
 
 
 @parametrize_with_checks([VAE(**SMALL_VAE)])

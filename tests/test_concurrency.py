@@ -5,22 +5,14 @@ import warnings
 
 import numpy as np
 import pytest
+from _data import CONFIGS
 from joblib import parallel_backend
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 
 from sklearn_cpvae import CPVAE
 
-TINY = dict(
-    n_shared=1,
-    n_private=1,
-    hidden_layer_sizes=(4,),
-    max_iter=2,
-    batch_size=8,
-    n_importance_samples=4,
-    device="cpu",
-    random_state=0,
-)
+TINY = CONFIGS["concurrency"]
 
 
 def _data(seed=0):

@@ -7,22 +7,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _data import CONFIGS
 from numpy.testing import assert_array_equal
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
 
 # 24 rows, 2 populations, batch_size=8: 2 steps per epoch.
-TINY = dict(
-    n_shared=2,
-    n_private=1,
-    hidden_layer_sizes=(6,),
-    batch_size=8,
-    n_importance_samples=4,
-    device="cpu",
-    random_state=0,
-    n_iter_no_change=50,
-)
+TINY = CONFIGS["divergence"]
 STEPS = 2
 
 

@@ -41,9 +41,11 @@ def test_transform_blocks_and_names(fitted, populations_data):
     assert codes.shape == (len(X), 4)
     names = fitted.get_feature_names_out().tolist()
     assert names == ["shared0", "shared1", "private0", "private1"]
-    shared = fitted.set_params(blocks="shared").transform(X)
-    private = fitted.set_params(blocks="private").transform(X, populations=y)
-    fitted.set_params(blocks="both")
+    try:  # the fixture is shared by the session: always set blocks back
+        shared = fitted.set_params(blocks="shared").transform(X)
+        private = fitted.set_params(blocks="private").transform(X, populations=y)
+    finally:
+        fitted.set_params(blocks="both")
     np.testing.assert_allclose(codes, np.hstack([shared, private]))
 
 

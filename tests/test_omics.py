@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from _data import CONFIGS
 from scipy import stats
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
@@ -25,15 +26,7 @@ from sklearn_cpvae.diagnostics import (
     variance_explained,
 )
 
-SMALL = dict(
-    n_shared=2,
-    n_private=2,
-    hidden_layer_sizes=(32,),
-    n_importance_samples=8,
-    batch_size=32,
-    device="cpu",
-    random_state=0,
-)
+SMALL = CONFIGS["counts"]
 
 
 @pytest.fixture(autouse=True)

@@ -9,22 +9,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _data import CONFIGS
 from numpy.testing import assert_allclose, assert_array_equal
 
 import sklearn_cpvae
 from sklearn_cpvae import CPVAE, _persistence, load
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
-TINY = dict(
-    n_shared=2,
-    n_private=1,
-    hidden_layer_sizes=(6,),
-    max_iter=3,
-    batch_size=8,
-    n_importance_samples=4,
-    device="cpu",
-    random_state=0,
-)
+TINY = CONFIGS["persistence"]
 
 
 def _data(labels=("a", "b"), n=24, d=4, seed=0):

@@ -6,6 +6,7 @@ No timings here: speed is measured by the scripts in ``benchmarks/``.
 import numpy as np
 import pytest
 import torch
+from _data import CONFIGS
 
 from sklearn_cpvae import CPVAE
 from sklearn_cpvae._data import training_tensor
@@ -105,15 +106,7 @@ def _data(n=120, d=5, k=3, seed=0):
     return X, y
 
 
-SMALL = dict(
-    n_shared=2,
-    n_private=2,
-    hidden_layer_sizes=(8,),
-    max_iter=2,
-    batch_size=8,
-    n_importance_samples=4,
-    device="cpu",
-)
+SMALL = CONFIGS["scaling"]
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
