@@ -24,6 +24,7 @@ from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._sklearn_compat import (
+    Hidden,
     Interval,
     StrOptions,
     _check_feature_names_in,
@@ -52,10 +53,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     Each row ``x`` of population ``k`` is generated from a shared latent code ``z``
     and a private code ``t`` as ``x ~ p(f_s(z) + f_k(t))`` (paper eq. 1). The shared
     networks see every population; population k's private networks model what is
-    unique to it. Training maximises the mutual-information regularised objective of
-    eq. 4 (weighted by alpha as in eq. 10), which pushes every private encoder to map
-    the *other* populations to the uninformative prior; ``objective="elbo"`` maximises
-    the plain ELBO of eq. 3 instead.
+    unique to it. Training maximises the ELBO of eq. 3 regularised by the
+    mutual-information term of eq. 4 (weighted by alpha as in eq. 10), which pushes
+    every private encoder to map the *other* populations to the uninformative prior.
+    ``objective="paper"`` maximises eq. 4/10 exactly as published (no KL term on a
+    row's own private code), ``objective="elbo"`` the plain ELBO of eq. 3. Gaussian
+    data are standardised per feature inside the model (``standardize``), so results do
+    not depend on the units of X.
 
     The estimator is a transformer (codes), a classifier (the population of a row by
     importance-sampled marginal likelihood, eq. 7-8) and a generative model
@@ -82,10 +86,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Hidden layers of every encoder; decoders mirror them.
     activation : {"relu", "tanh", "elu", "gelu", "softplus", "leaky_relu"}, default="relu"
         Hidden-layer nonlinearity.
-    objective : {"mi", "elbo"}, default="mi"
-        ``"mi"``: eq. 10, which has no KL term on a population's own private code and
-        penalises ``alpha * KL(q_k(t|x_j) || N(0, I))`` for rows of every other
-        population j. ``"elbo"``: eq. 3 (the paper's "No MI" ablation).
+    objective : {"elbo_mi", "paper", "elbo"}, default="elbo_mi"
+        ``"elbo_mi"``: the ELBO of eq. 3 minus ``alpha * KL(q_k(t|x_j) || N(0, I))``
+        for the rows of every other population j (the MI bound of eq. 6): eq. 10 with
+        eq. 3's KL on each row's own private code kept, so that the N(0, I) prior of t
+        that :meth:`predict` and :meth:`score_samples` integrate over is the one the
+        model was trained with. ``"paper"``: eq. 4/10 as published, with no KL on a
+        row's own private code (its private posteriors are then free to move away from
+        the prior; see ``private_prior``). ``"elbo"``: eq. 3 (the paper's "No MI"
+        ablation). ``"mi"`` is a deprecated alias of ``"paper"``.
     mi_weight : float, default=1.0
         alpha of eq. 10, the weight of the mutual-information term (reached at the end
         of annealing). Ignored when ``objective="elbo"``.
@@ -96,13 +105,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     priors : None, "uniform" or array-like of shape (n_populations,), default=None
         Prior probabilities of the populations for :meth:`predict_proba`. None uses the
         training frequencies; ``"uniform"`` gives the paper's argmax-likelihood rule.
-    private_prior : {"aggregate", "standard"}, default="aggregate"
+    private_prior : {"auto", "standard", "aggregate"}, default="auto"
         Density of population k's private code t used by :meth:`sample` and by the
-        importance-sampled likelihood (eq. 7-8). ``"standard"`` is the N(0, I) of eq. 1,
-        the paper's literal rule. Eq. 4 never ties a population's own private posterior to
-        N(0, I), so its codes drift away from it and the N(0, I) prior then penalises the
-        *correct* population; ``"aggregate"`` uses a diagonal Gaussian fitted to
-        population k's own training codes instead (measured in ``docs/model.md``).
+        importance-sampled likelihood (eq. 7-8). ``"standard"`` is the N(0, I) of eq. 1.
+        ``"aggregate"`` is a diagonal Gaussian fitted after training to population k's
+        own codes. ``"auto"`` is ``"standard"`` for the objectives that train with that
+        prior (``"elbo_mi"``, ``"elbo"``) and ``"aggregate"`` for ``"paper"``, whose
+        own-population private posteriors drift away from N(0, I), so that the N(0, I)
+        prior would penalise the *correct* population.
     blocks : {"both", "shared", "private"}, default="both"
         Which codes :meth:`transform` returns: ``[shared | private]``, or one block.
     batch_size : int, default=64
@@ -138,14 +148,22 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh. Parameters that shape the
-        networks (sizes, activation, likelihood, ``missing``, ``library_size``,
-        ``shared_invariance``, ``no_private_populations``) must then be unchanged, or
-        ``fit`` raises a ValueError; the training parameters may change.
+        networks (sizes, activation, likelihood, ``standardize``, ``missing``,
+        ``library_size``, ``shared_invariance``, ``no_private_populations``) must
+        then be unchanged, or ``fit`` raises a ValueError; the training parameters may change.
+    standardize : bool, default=True
+        For ``likelihood="gaussian"``: model each feature centred and scaled by its
+        training mean and standard deviation (constant features keep scale 1), so that
+        the encoders' inputs and the isotropic Psi do not depend on the units of X.
+        Every output stays in the units of X: :meth:`inverse_transform` and
+        :meth:`sample` map back, and :meth:`score_samples` is the density of X itself
+        (it includes the ``-sum(log scale)`` Jacobian). False models X as given (the
+        paper's setting). Ignored for the other likelihoods.
     missing : {"error", "mask"}, default="error"
         ``"error"``: NaN in X raises a ValueError. ``"mask"``: NaN entries are left out
         of the reconstruction log-likelihood (the likelihood of the observed part of
-        each row) instead of being imputed; the encoders see them as 0 (standardise X
-        first so that 0 is the feature mean). :meth:`transform`, :meth:`predict`,
+        each row) instead of being imputed; the encoders see them as 0, which is the
+        feature mean when ``standardize`` applies. :meth:`transform`, :meth:`predict`,
         :meth:`score_samples` then accept rows with NaN too.
     library_size : bool, default=True
         For ``likelihood="poisson"`` or ``"nb"``: add ``log(l_i / l_ref)`` to each
@@ -272,11 +290,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "likelihood": [StrOptions(set(LIKELIHOODS))],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "objective": [StrOptions({"mi", "elbo"})],
+        "objective": [StrOptions({"elbo_mi", "paper", "elbo"}), Hidden(StrOptions({"mi"}))],
         "mi_weight": [Interval(Real, 0, None, closed="left")],
         "mi_anneal_epochs": [Interval(Integral, 0, None, closed="left")],
         "priors": [None, StrOptions({"uniform"}), "array-like"],
-        "private_prior": [StrOptions({"standard", "aggregate"})],
+        "private_prior": [StrOptions({"auto", "standard", "aggregate"})],
         "blocks": [StrOptions({"both", "shared", "private"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
@@ -291,6 +309,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
+        "standardize": ["boolean"],
         "missing": [StrOptions({"error", "mask"})],
         "library_size": ["boolean"],
         "no_private_populations": [None, "array-like"],
@@ -308,11 +327,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         likelihood="gaussian",
         hidden_layer_sizes=(256,),
         activation="relu",
-        objective="mi",
+        objective="elbo_mi",
         mi_weight=1.0,
         mi_anneal_epochs=0,
         priors=None,
-        private_prior="aggregate",
+        private_prior="auto",
         blocks="both",
         batch_size=64,
         learning_rate_init=1e-3,
@@ -327,6 +346,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         random_state=None,
         verbose=0,
         warm_start=False,
+        standardize=True,
         missing="error",
         library_size=True,
         no_private_populations=None,
@@ -359,6 +379,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.warm_start = warm_start
+        self.standardize = standardize
         self.missing = missing
         self.library_size = library_size
         self.no_private_populations = no_private_populations
@@ -415,7 +436,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             seed=seed_split,
         )
         cfg = TrainConfig(
-            objective=self.objective,
+            objective=self._objective(),
             mi_weight=float(self.mi_weight),
             mi_anneal_epochs=self.mi_anneal_epochs,
             batch_size=self.batch_size,
@@ -507,7 +528,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
         gate = private_gate(self.no_private_populations, classes)
-        if self.objective == "mi" and self.mi_anneal_epochs > self.max_iter:
+        if self._objective() != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
                 f"{self.max_iter}: alpha will not reach mi_weight={self.mi_weight}.",
@@ -516,9 +537,29 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return X, classes, y_idx, gate
 
+    def _objective(self):
+        """The objective's name, with the deprecated alias ``"mi"`` resolved."""
+        if self.objective == "mi":
+            warnings.warn(
+                'objective="mi" is deprecated and will be removed in 0.3; it is the '
+                'paper\'s literal eq. 4, now named objective="paper" (the default, '
+                '"elbo_mi", keeps eq. 3\'s own-population KL term).',
+                FutureWarning,
+                stacklevel=3,
+            )
+            return "paper"
+        return self.objective
+
+    def _private_prior(self):
+        """``"standard"`` or ``"aggregate"``, with ``"auto"`` resolved by the objective."""
+        if self.private_prior != "auto":
+            return self.private_prior
+        return "aggregate" if self.objective in ("paper", "mi") else "standard"
+
     def _network_params(self, gate):
         """The parameters that shape the networks, as :meth:`CPVAEModule.signature` reads
         them off a module (from the parameters, without building a second set)."""
+        lik = get_likelihood(self.likelihood)
         return {
             "n_shared": self.n_shared,
             "n_private": self.n_private,
@@ -526,9 +567,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             "activation": self.activation,
             "likelihood": self.likelihood,
             "missing": self.missing == "mask",
-            "library_size": bool(self.library_size) and get_likelihood(self.likelihood).counts,
+            "library_size": bool(self.library_size) and lik.counts,
             "shared_invariance": float(self.shared_invariance),
             "no_private_populations": [float(g) for g in gate],
+            "standardize": bool(self.standardize) and lik.identity_mean,
         }
 
     def _build_module(self, n_features, gate, seed):
@@ -546,6 +588,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             library_size=self.library_size,
             private_gate=gate,
             shared_invariance=self.shared_invariance,
+            standardize=self.standardize,
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -570,7 +613,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     # --------------------------------------------------------------- inference
     def _log_likelihoods(self, X):
         """log p(x | k) for every row and population, shape (n, K) (eq. 7-8)."""
-        aggregate = self.private_prior == "aggregate"
+        aggregate = self._private_prior() == "aggregate"
         return _inference.log_likelihoods(
             self.module_,
             self.device,
@@ -786,9 +829,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     def sample(self, n_samples=1, population=None, *, random_state=None):
         """Generate rows from the fitted model (eq. 1).
 
-        z is drawn from N(0, I); t from the density chosen by ``private_prior`` (eq. 4
-        leaves a population's own private posterior free, so its codes need not look like
-        N(0, I): the default ``"aggregate"`` draws t where the decoder was trained).
+        z is drawn from N(0, I); t from the density chosen by ``private_prior``: N(0, I)
+        for the objectives that train with it, the aggregate posterior of population k's
+        codes for ``objective="paper"``, whose own private posteriors are free to leave
+        N(0, I).
 
         Parameters
         ----------
@@ -817,7 +861,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             idx = np.full(n_samples, self._population_index([population], 1, "population")[0])
         z = rng.standard_normal((n_samples, self.n_shared))
         t = rng.standard_normal((n_samples, self.n_private))
-        if self.private_prior == "aggregate":
+        if self._private_prior() == "aggregate":
             t = self.private_code_mean_[idx] + np.sqrt(self.private_code_var_[idx]) * t
         X = _inference.generate(self.module_, z, t, idx)
         return X, self.classes_[idx]
@@ -886,7 +930,13 @@ def _start_networks(est, X, gate, seed):
     module = est._build_module(X.shape[1], gate, seed)
     lik = get_likelihood(est.likelihood)
     use_library = lik.counts and bool(est.library_size)
-    bias, log_psi, library_ref = lik.start_values(X, library_size=use_library)
+    if module.standardize:
+        loc, scale, bias, log_psi = lik.standardization(X)
+        module.x_loc.copy_(torch.as_tensor(loc, dtype=torch.float32))
+        module.x_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+        library_ref = 1.0
+    else:
+        bias, log_psi, library_ref = lik.start_values(X, library_size=use_library)
     if use_library:
         module.log_library_ref.fill_(np.log(library_ref))
     with torch.no_grad():
@@ -929,4 +979,10 @@ def load(path):
         CPVAE file, has a format version this release does not read, or holds
         parameters this release does not know.
     """
-    return _persistence.load(path, estimator_class=CPVAE, build_module=_module_for_loading)
+    return _persistence.load(
+        path,
+        estimator_class=CPVAE,
+        build_module=_module_for_loading,
+        # Releases before 0.2 modelled Gaussian X in its own units.
+        added_params={"standardize": False},
+    )

@@ -115,11 +115,8 @@ def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prio
     with torch.inference_mode():
         for sl in chunks(X.shape[0], per_row):
             xb = to_tensor(X[sl], device, X.dtype)
-            out.append(
-                log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
-                .cpu()
-                .numpy()
-            )
+            ll = log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
+            out.append((ll + module.log_jacobian(xb)[:, None]).cpu().numpy())
     ll = np.concatenate(out).astype(np.float64)
     return check_finite_output(ll, "log p(x | population)", tdtype)
 
@@ -140,7 +137,7 @@ def decode(module, device, codes, *, z_cols=None, t_cols=None, populations=None)
             if t_cols is not None:
                 pops = torch.as_tensor(populations[sl], device=device)
                 dec = dec + module.decode_private(cb[:, t_cols], pops)
-            out.append(module.lik.mean(dec).cpu().numpy())
+            out.append(module.output_mean(dec, offset=z_cols is not None).cpu().numpy())
     X_rec = np.concatenate(out).astype(codes.dtype, copy=False)
     return check_finite_output(X_rec, "the decoded X", tdtype)
 
@@ -151,7 +148,7 @@ def generate(module, z, t, populations):
         zt = torch.as_tensor(z, dtype=torch.float32)
         tt = torch.as_tensor(t, dtype=torch.float32)
         out = module.decode_shared(zt) + module.decode_private(tt, torch.as_tensor(populations))
-        return module.lik.mean(out).numpy().astype(np.float64)
+        return module.output_mean(out).numpy().astype(np.float64)
 
 
 def private_kl(module, device, X):

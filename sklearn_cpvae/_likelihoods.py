@@ -112,6 +112,18 @@ class Gaussian(Likelihood):
         mean, var = column_moments(X)
         return mean, float(np.log(max(np.mean(var), 1e-6))), 1.0
 
+    def standardization(self, X):
+        """``(loc, scale, bias, log_psi)``: each feature's mean and standard deviation
+        (1 for a constant feature, as :class:`~sklearn.preprocessing.StandardScaler`
+        does), and the start values of f_s's bias and of Psi in standardised units."""
+        mean, var = column_moments(X)
+        std = np.sqrt(np.maximum(var, 0.0))
+        # A constant column (up to float32 round-off of its values) keeps scale 1.
+        constant = ~(std > 1e-6 * np.maximum(np.abs(mean), 1e-30))
+        scale = np.where(constant | ~np.isfinite(std), 1.0, std)
+        var_std = np.where(constant, 0.0, var / scale**2)
+        return mean, scale, np.zeros_like(mean), float(np.log(max(np.mean(var_std), 1e-6)))
+
 
 class Bernoulli(Likelihood):
     """``out`` are logits, for data in [0, 1] such as images."""

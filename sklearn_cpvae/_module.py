@@ -32,6 +32,7 @@ class CPVAEModule(nn.Module):
         library_size=False,
         private_gate=None,
         shared_invariance=0.0,
+        standardize=False,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -68,6 +69,13 @@ class CPVAEModule(nn.Module):
         self.mask_missing = bool(mask_missing)
         self.library_size = bool(library_size) and self.lik.counts
         self.shared_invariance = float(shared_invariance)
+        # Gaussian rows are modelled in standardised units, (x - x_loc) / x_scale, so that
+        # neither the encoders' inputs nor the isotropic Psi depend on the units of X;
+        # log p(x) adds the log-Jacobian back, and decoded means are mapped back.
+        self.standardize = bool(standardize) and self.lik.identity_mean
+        if self.standardize:
+            self.register_buffer("x_loc", torch.zeros(n_features))
+            self.register_buffer("x_scale", torch.ones(n_features))
 
     def signature(self):
         """The estimator parameters this module was built with, read off the module."""
@@ -81,17 +89,29 @@ class CPVAEModule(nn.Module):
             "library_size": self.library_size,
             "shared_invariance": self.shared_invariance,
             "no_private_populations": self.private_gate.tolist(),
+            "standardize": self.standardize,
         }
 
+    def _standardized(self, x):
+        return (x - self.x_loc.to(x.dtype)) / self.x_scale.to(x.dtype)
+
     def encoder_input(self, x):
-        """What the encoders see: NaN (masked entries) as 0; counts as log1p(counts)."""
+        """What the encoders see: standardised rows (Gaussian), NaN (masked entries) as 0
+        (the feature mean when standardised), counts as log1p(counts)."""
+        if self.standardize:
+            x = self._standardized(x)
         if self.mask_missing:
             x = torch.nan_to_num(x, nan=0.0)
         return self.lik.encoder_input(x)
 
     def recon_log_likelihood(self, x, out, inplace=False):
         """log p(x | z, t) per row for rows ``x`` (n, D) and decoder outputs ``out``
-        (..., n, D): masks NaN entries and adds the library-size offset of count models."""
+        (..., n, D): masks NaN entries and adds the library-size offset of count models.
+
+        With ``standardize`` this is the density of the standardised rows, which is what
+        training maximises; :meth:`log_jacobian` converts it to the units of X."""
+        if self.standardize:
+            x = self._standardized(x)
         mask = None
         if self.mask_missing:
             mask = (~torch.isnan(x)).to(x.dtype)
@@ -113,6 +133,31 @@ class CPVAEModule(nn.Module):
             log_offset=log_offset,
             inplace=inplace,
         )
+
+    def log_jacobian(self, x):
+        """``log p(x) - log p(x_std)`` per row of ``x`` (n, D): ``-sum_d log x_scale[d]``
+        over the observed features with ``standardize``, else 0. A constant of the
+        data, so it is left out of the training objective (whose relative stopping
+        tolerance would otherwise depend on the units of X)."""
+        if not self.standardize:
+            return x.new_zeros(x.shape[0])
+        log_scale = torch.log(self.x_scale.to(x.dtype))
+        if self.mask_missing:
+            return -((~torch.isnan(x)).to(x.dtype) @ log_scale)
+        return (-log_scale.sum()).expand(x.shape[0])
+
+    def output_mean(self, out, *, offset=True):
+        """E[x | z, t] in the units of X from the decoder output ``out``.
+
+        ``offset=False`` leaves out the feature means of standardised data: the units of
+        a private part ``f_k(t)`` alone, an offset added to the shared part, so that full
+        = shared + private holds for the Gaussian likelihood as it does unstandardised."""
+        mean = self.lik.mean(out)
+        if self.standardize:
+            mean = mean * self.x_scale.to(mean.dtype)
+            if offset:
+                mean = mean + self.x_loc.to(mean.dtype)
+        return mean
 
     def encode_shared(self, x):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""

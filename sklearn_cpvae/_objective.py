@@ -91,6 +91,20 @@ class LossTerms:
         return {k: float(v) for k, v in self.__dict__.items()}
 
 
+OBJECTIVES = ("elbo_mi", "paper", "elbo")
+
+
+def has_mi(objective):
+    """Whether ``objective`` has eq. 4's MI term (every one but the plain ELBO)."""
+    return objective != "elbo"
+
+
+def has_own_kl(objective):
+    """Whether ``objective`` keeps eq. 3's KL on each row's own private code, so that the
+    N(0, I) prior of t is part of training (every one but the paper's literal eq. 4)."""
+    return objective != "paper"
+
+
 def row_weights(populations, batch_counts, pop_sizes):
     """Weight of each row in the minibatch estimate of (1/N) sum_k sum_{i in k}.
 
@@ -129,7 +143,7 @@ def cpvae_terms(
     kl_t_others=None,
     others_weight=None,
 ):
-    """Minibatch estimate of J (eq. 4 / 10) or of the ELBO (eq. 3), as :class:`LossTerms`.
+    """Minibatch estimate of the training objective from per-row terms, as :class:`LossTerms`.
 
     Parameters
     ----------
@@ -139,13 +153,16 @@ def cpvae_terms(
         Population index of each row.
     batch_counts, pop_sizes : tensor (K,)
         Rows of each population in this minibatch (``m_k``) and in the data (``n_k``).
-    objective : {"mi", "elbo"}
-        ``"mi"``: eq. 10, ``J = A - alpha * MI``. ``"elbo"``: eq. 3 scaled by 1/N, which
-        adds ``KL(q_k(t|x) || p(t))`` for each row's own population (the "No MI" ablation).
+    objective : {"elbo_mi", "paper", "elbo"}
+        ``"elbo_mi"``: the ELBO of eq. 3 minus alpha times the MI bound of eq. 6, i.e.
+        eq. 10 with eq. 3's ``KL(q_k(t|x) || p(t))`` on each row's own private code kept.
+        ``"paper"``: eq. 10 as published, ``J = A - alpha * MI``, with no KL on a row's own
+        private code. ``"elbo"``: eq. 3 (the "No MI" ablation). All scaled by 1/N.
     mi_weight : float
         alpha of eq. 10.
-    kl_t_own : tensor (n,), required for ``"elbo"``
-    kl_t_others : tensor (K, n'), required for ``"mi"``
+    kl_t_own : tensor (n,), required unless ``"paper"``
+        ``KL(q_k(t|x_i) || N(0, I))`` of each row's own private encoder.
+    kl_t_others : tensor (K, n'), required unless ``"elbo"``
         ``KL(q_k(t|x_i) || N(0, I))`` of encoder k on row i.
     others_weight : tensor (K, n')
         Weights of ``kl_t_others`` (:func:`mi_weights` for the exact term).
@@ -154,11 +171,15 @@ def cpvae_terms(
     recon = torch.sum(w * recon_ll)
     kl_shared = torch.sum(w * kl_z)
     zero = recon.new_zeros(())
+    kl_private = torch.sum(w * kl_t_own) if has_own_kl(objective) else zero
+    mi = torch.sum(others_weight * kl_t_others) if has_mi(objective) else zero
     if objective == "elbo":
-        kl_private = torch.sum(w * kl_t_own)
-        return LossTerms(-(recon - kl_shared - kl_private), recon, kl_shared, kl_private, zero)
-    mi = torch.sum(others_weight * kl_t_others)
-    return LossTerms(-(recon - kl_shared - mi_weight * mi), recon, kl_shared, zero, mi)
+        loss = -(recon - kl_shared - kl_private)
+    elif objective == "paper":
+        loss = -(recon - kl_shared - mi_weight * mi)
+    else:
+        loss = -(recon - kl_shared - kl_private - mi_weight * mi)
+    return LossTerms(loss, recon, kl_shared, kl_private, mi)
 
 
 def mi_weight_schedule(epoch, final, anneal_epochs):
@@ -236,7 +257,7 @@ def batch_terms(
     balanced=False,
     mi_samples=None,
 ):
-    """Minibatch estimate of eq. 4/10 (or eq. 3) as :class:`LossTerms`.
+    """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
 
     ``x`` (n, D) holds rows of populations ``populations`` (n,), ``batch_counts[k]`` of
     them from population k, drawn from ``pop_sizes[k]`` rows. ``balanced=True`` declares
@@ -268,7 +289,7 @@ def batch_terms(
 
     mu_z, lv_z = module.encode_shared(x)
     kl_others = weights = None
-    if objective == "mi" and mi_samples is None:
+    if has_mi(objective) and mi_samples is None:
         # The exact MI term: encoder k on every row; each row's own code is one slice.
         mu_all, lv_all = module.encode_private_all(x)
         if balanced:
@@ -282,7 +303,7 @@ def batch_terms(
             mu_t, lv_t = mu_all[populations, rows], lv_all[populations, rows]
         kl_others = kl_std_normal(mu_all, lv_all)
         weights = mi_weights(populations, batch_counts, pop_sizes)
-    elif objective == "mi":
+    elif has_mi(objective):
         # Sub-sampled MI term: encoder k's own rows and its m drawn rows of other
         # populations go through ONE grouped pass, so the (in, K, out) first-layer weight
         # is re-laid out for bmm once per step, not twice.
@@ -304,31 +325,22 @@ def batch_terms(
     recon = module.recon_log_likelihood(x, upcast(out))
     kl_z = kl_std_normal(mu_z, lv_z)
     gate = module.private_gate.to(recon.dtype)
-    if objective == "mi":
-        if module.has_gate:
-            # An encoder without a private space has no MI term to pay.
-            kl_others = kl_others * gate[:, None]
-        terms = cpvae_terms(
-            recon,
-            kl_z,
-            populations,
-            batch_counts,
-            pop_sizes,
-            objective="mi",
-            mi_weight=mi_weight,
-            kl_t_others=kl_others,
-            others_weight=weights,
-        )
-    else:
-        terms = cpvae_terms(
-            recon,
-            kl_z,
-            populations,
-            batch_counts,
-            pop_sizes,
-            objective="elbo",
-            kl_t_own=kl_std_normal(mu_t, lv_t) * gate[populations],
-        )
+    if kl_others is not None and module.has_gate:
+        # An encoder without a private space has no MI term to pay.
+        kl_others = kl_others * gate[:, None]
+    kl_own = kl_std_normal(mu_t, lv_t) * gate[populations] if has_own_kl(objective) else None
+    terms = cpvae_terms(
+        recon,
+        kl_z,
+        populations,
+        batch_counts,
+        pop_sizes,
+        objective=objective,
+        mi_weight=mi_weight,
+        kl_t_own=kl_own,
+        kl_t_others=kl_others,
+        others_weight=weights,
+    )
     if module.shared_invariance > 0:
         # Optional invariance penalty on the shared codes (not part of eq. 4).
         mmd = mmd_rbf_groups(mu_z, populations, k)

@@ -239,13 +239,15 @@ def save(estimator, path):
     _write(path, meta, arrays)
 
 
-def load(path, *, estimator_class, build_module):
+def load(path, *, estimator_class, build_module, added_params=None):
     """Read an estimator written by :func:`save`; the public entry point is
     :func:`sklearn_cpvae.load`, which passes what this format does not know.
 
     ``estimator_class`` is constructed from the saved parameters; ``build_module(est)``
     validates them and returns the (untrained) networks into which the saved weights are
     loaded. Nothing from the file is executed: JSON is parsed and buffers are copied.
+    ``added_params`` maps parameters that files of earlier releases lack to the value
+    that reproduces how those releases fitted (not to today's default).
 
     Raises
     ------
@@ -264,6 +266,8 @@ def load(path, *, estimator_class, build_module):
             f"{meta.get('sklearn_cpvae_version')} with parameters {unknown} that this "
             "release does not know; upgrade sklearn_cpvae to load it."
         )
+    for name, value in (added_params or {}).items():
+        params.setdefault(name, value)
     est = estimator_class(**params)
     for name, value in meta["attributes"].items():
         # Only data attributes: a file must never replace methods or the networks.

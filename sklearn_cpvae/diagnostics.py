@@ -189,6 +189,10 @@ def variance_explained(model, X, populations):
             mu_t, _ = module.encode_private(xb, pops)
             s = module.decode_shared(mu_z).cpu().numpy().astype(np.float64)
             p = module.decode_private(mu_t, pops).cpu().numpy().astype(np.float64)
+            if module.standardize:
+                # Back to the units of X; the offset x_loc drops out of centred sums.
+                scale = module.x_scale.cpu().numpy().astype(np.float64)
+                s, p = s * scale, p * scale
             x = xb.cpu().numpy().astype(np.float64)
             obs = ~np.isnan(x)
             x = np.where(obs, x, 0.0)

@@ -35,11 +35,14 @@ def _tiny_terms(seed=0):
     )
 
 
-def _brute_force_j(recon, kl_z, kl_all, alpha):
-    """Eq. 10 written as in the paper, with explicit loops over populations and rows."""
+def _brute_force_j(recon, kl_z, kl_all, alpha, objective="paper"):
+    """Eq. 10 written as in the paper, with explicit loops over populations and rows;
+    ``"elbo_mi"`` also subtracts eq. 3's KL of each row's own private code."""
     n_total = len(POPS)
     sizes = np.bincount(POPS)
     data = sum(recon[i] - kl_z[i] for i in range(n_total)) / n_total
+    if objective == "elbo_mi":
+        data -= sum(kl_all[POPS[i], i] for i in range(n_total)) / n_total
     mi = 0.0
     for k in range(len(sizes)):
         inner = sum(kl_all[k, i] for i in range(n_total) if POPS[i] != k)
@@ -47,7 +50,7 @@ def _brute_force_j(recon, kl_z, kl_all, alpha):
     return float(data - alpha * mi), float(mi)
 
 
-def _estimate(recon, kl_z, kl_all, rows, alpha):
+def _estimate(recon, kl_z, kl_all, rows, alpha, objective="paper"):
     pops = torch.as_tensor(POPS[rows])
     sizes = torch.as_tensor(np.bincount(POPS), dtype=torch.float64)
     counts = torch.as_tensor(np.bincount(POPS[rows], minlength=3), dtype=torch.float64)
@@ -58,23 +61,28 @@ def _estimate(recon, kl_z, kl_all, rows, alpha):
         pops,
         counts,
         sizes,
-        objective="mi",
+        objective=objective,
         mi_weight=alpha,
+        kl_t_own=kl_all[pops, rows],
         kl_t_others=kl_all[:, rows],
         others_weight=mi_weights(pops, counts, sizes),
     )
 
 
-def test_full_batch_estimate_equals_brute_force():
+@pytest.mark.parametrize("objective", ["paper", "elbo_mi"])
+def test_full_batch_estimate_equals_brute_force(objective):
     recon, kl_z, kl_all = _tiny_terms()
-    terms = _estimate(recon, kl_z, kl_all, np.arange(len(POPS)), alpha=2.5)
-    expected_j, expected_mi = _brute_force_j(recon, kl_z, kl_all, 2.5)
+    terms = _estimate(recon, kl_z, kl_all, np.arange(len(POPS)), 2.5, objective)
+    expected_j, expected_mi = _brute_force_j(recon, kl_z, kl_all, 2.5, objective)
     assert float(-terms.loss) == pytest.approx(expected_j, rel=1e-12)
     assert float(terms.mi) == pytest.approx(expected_mi, rel=1e-12)
+    own = float(terms.kl_private)
+    assert (own > 0) if objective == "elbo_mi" else (own == 0.0)
 
 
+@pytest.mark.parametrize("objective", ["paper", "elbo_mi"])
 @pytest.mark.parametrize("m", [1, 2])
-def test_balanced_minibatch_estimate_is_unbiased(m):
+def test_balanced_minibatch_estimate_is_unbiased(m, objective):
     """Averaged over every balanced minibatch of M rows per population (Algorithm 1),
     the estimate equals the full-data objective: the 1/N and 1/(N - n_k) are right."""
     recon, kl_z, kl_all = _tiny_terms(1)
@@ -82,8 +90,9 @@ def test_balanced_minibatch_estimate_is_unbiased(m):
     estimates = []
     for choice in itertools.product(*(itertools.combinations(mem, m) for mem in members)):
         rows = np.concatenate([np.array(c) for c in choice])
-        estimates.append(float(-_estimate(recon, kl_z, kl_all, rows, alpha=1.0).loss))
-    assert np.mean(estimates) == pytest.approx(_brute_force_j(recon, kl_z, kl_all, 1.0)[0])
+        estimates.append(float(-_estimate(recon, kl_z, kl_all, rows, 1.0, objective).loss))
+    expected = _brute_force_j(recon, kl_z, kl_all, 1.0, objective)[0]
+    assert np.mean(estimates) == pytest.approx(expected)
 
 
 def test_elbo_estimate_equals_brute_force():
@@ -179,7 +188,7 @@ def test_balanced_layout_matches_general_layout():
     pops = torch.arange(3).repeat_interleave(4)
     sizes = torch.tensor([10.0, 20.0, 30.0], dtype=torch.float64)
     counts = torch.full((3,), 4.0, dtype=torch.float64)
-    for objective in ("mi", "elbo"):
+    for objective in ("elbo_mi", "paper", "elbo"):
         a, b = (
             batch_terms(
                 module,
@@ -210,7 +219,7 @@ def test_mi_gradient_reaches_every_private_encoder_from_other_populations():
         pops,
         counts,
         counts,
-        objective="mi",
+        objective="paper",
         mi_weight=1.0,
         generator=torch.Generator().manual_seed(0),
     )
