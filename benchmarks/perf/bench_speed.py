@@ -1,8 +1,8 @@
 """Training and inference speed of CPVAE against the machine's matrix-multiply roofline.
 
 One run measures, for K = 2, 10, 50, 100 populations of MNIST-sized rows (784 features,
-hidden 512, n_shared = 100, n_private = 25, 800-row minibatches as in the issue's
-reference figures):
+hidden 512, n_shared = 100, n_private = 25, 800-row minibatches as in the
+performance targets' reference figures):
 
 * training samples/s of the estimator (exact MI term and ``mi_samples=m``), of a bare
   torch loop doing the same work (the sklearn layer's overhead), of a plain VAE of the
