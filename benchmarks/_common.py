@@ -28,8 +28,9 @@ FIGURES = ROOT / "docs" / "figures"
 
 # The annealed variant (appendix A: "begin with alpha = 1 and gradually anneal"): alpha
 # rises linearly from 1 to ANNEAL_FINAL over the first ANNEAL_FRACTION of the epochs.
-# Chosen by benchmarks/anneal_sweep.py at full size on a validation split, by population
-# accuracy (docs/reproduction.md); the quick-size sweep's choice, 3, fails at full size.
+# Chosen by benchmarks/diagnostics/anneal_sweep.py at full size on a validation split,
+# by population accuracy (docs/reproduction.md); the quick-size sweep's choice, 3, fails
+# at full size.
 ANNEAL_FINAL = 1.5
 ANNEAL_FRACTION = 0.5
 
@@ -148,9 +149,23 @@ def hardware():
     )
 
 
+def result_dir(name):
+    """``benchmarks/results/<suite>``: where the results of the script writing ``name`` go."""
+    if name.startswith(("table1", "table2")):
+        suite = "paper"
+    elif name.startswith(("speed", "scaling", "sparse_memory", "mi_quality")):
+        suite = "perf"
+    elif name.startswith("omics"):
+        suite = "omics"
+    else:
+        suite = "diagnostics"
+    return RESULTS / suite
+
+
 def write_result(name, payload, tag=None):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}{'_' + tag if tag else ''}.json"
+    out = result_dir(name)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}{'_' + tag if tag else ''}.json"
     path.write_text(json.dumps(payload, indent=1, default=_jsonable))
     print(f"wrote {path.relative_to(ROOT)}")
     return path
@@ -253,3 +268,26 @@ def mean_sd(values):
     return dict(
         mean=float(v.mean()), sd=float(v.std(ddof=1)) if len(v) > 1 else 0.0, values=v.tolist()
     )
+
+
+def make_populations(
+    n_per_pop=150, n_populations=2, n_features=12, n_subgroups=3, noise=0.3, random_state=0
+):
+    """Rows from a linear CPVAE: a 2-D shared factor seen by every population, plus
+    ``n_subgroups`` clusters that exist only in each population's own directions.
+
+    Returns ``X, populations, subgroups, shared_factor``.
+    """
+    rng = np.random.default_rng(random_state)
+    w_shared = rng.normal(size=(2, n_features))
+    xs, pops, subs, zs = [], [], [], []
+    for k in range(n_populations):
+        w_private = rng.normal(size=(n_subgroups, n_features)) * 2.0
+        z = rng.normal(size=(n_per_pop, 2))
+        sub = rng.integers(n_subgroups, size=n_per_pop)
+        x = z @ w_shared + w_private[sub] + noise * rng.normal(size=(n_per_pop, n_features))
+        xs.append(x)
+        pops.append(np.full(n_per_pop, f"pop{k}"))
+        subs.append(sub)
+        zs.append(z)
+    return (np.vstack(xs), np.concatenate(pops), np.concatenate(subs), np.vstack(zs))

@@ -178,7 +178,7 @@ FIT_LABEL_PROBLEMS = {
 }
 LABEL_PROBLEMS = {
     "unseen label": r"unknown population",
-    "NaN label": r"unknown population|types",
+    "NaN label": r"unknown population|types|NaN",
     "int labels": r"unknown population|types",
     "mixed types": r"unknown population|types",
     "wrong length": r"one label per row",

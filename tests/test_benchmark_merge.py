@@ -1,12 +1,8 @@
-"""``benchmarks/table1_merge.py``: full-size seeds run in pieces are joined correctly."""
-
-import sys
-from pathlib import Path
+"""``benchmarks/paper/table1_merge.py``: full-size seeds run in pieces are joined correctly."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import table1_merge  # noqa: E402
+from benchmarks.paper import table1_merge
 
 
 def _scores(ari):

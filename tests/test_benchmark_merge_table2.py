@@ -1,13 +1,8 @@
-"""``benchmarks/table2_merge.py``: Table 2 runs made in pieces are joined correctly."""
-
-import sys
-from pathlib import Path
+"""``benchmarks/paper/table2_merge.py``: Table 2 runs made in pieces are joined correctly."""
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import report  # noqa: E402
-import table2_merge  # noqa: E402
+from benchmarks.paper import report, table2_merge
 
 
 def _variant(acc, diverged=False):

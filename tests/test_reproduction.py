@@ -1,17 +1,11 @@
 """Table 1 of the paper at reduced size: the qualitative orderings, not the numbers.
 
-Runs ``benchmarks/table1_subgroups.py``'s experiment on real Grassy-MNIST (skipped
+Runs ``benchmarks/paper/table1_subgroups.py``'s experiment on real Grassy-MNIST (skipped
 without ``shared/data``); marked slow (several minutes on 2 cores).
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from _data import DATA_DIR
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,12 +18,9 @@ pytestmark = [
 
 
 def _table1():
-    sys.path.insert(0, str(BENCH))
-    path = BENCH / "table1_subgroups.py"
-    spec = importlib.util.spec_from_file_location("table1_subgroups", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks.paper import table1_subgroups
+
+    return table1_subgroups
 
 
 def test_table1_orderings_quick():

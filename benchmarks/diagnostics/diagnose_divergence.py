@@ -6,7 +6,7 @@ variance Psi and the size of the codes on the first 20,000 training rows: eq. 4 
 on a population's own private code, so nothing bounds its mean or keeps its variance off
 the floor.
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/diagnose_divergence.py --seeds 2 --threads 1
+    OMP_NUM_THREADS=1 python -m benchmarks.diagnostics.diagnose_divergence --seeds 2 --threads 1
 
 ``--table2-epochs E [E ...]`` measures Table 2's full-size Grassy-MNIST alpha = 1 fit (one
 population per digit) instead, stopped after each E epochs: on CPU a fit with
@@ -14,19 +14,15 @@ population per digit) instead, stopped after each E epochs: on CPU a fit with
 after the MI term's breakdown can be compared.
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table1_subgroups as T1  # noqa: E402
-import table2_classification as T2  # noqa: E402
-
-from sklearn_cpvae import TrainingDivergedError  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table1_subgroups as T1
+from benchmarks.paper import table2_classification as T2
+from sklearn_cpvae import TrainingDivergedError
 
 
 def code_scale(model, X, pops):

@@ -1,8 +1,8 @@
 """Training and inference speed of CPVAE against the machine's matrix-multiply roofline.
 
 One run measures, for K = 2, 10, 50, 100 populations of MNIST-sized rows (784 features,
-hidden 512, n_shared = 100, n_private = 25, 800-row minibatches as in the issue's
-reference figures):
+hidden 512, n_shared = 100, n_private = 25, 800-row minibatches as in the
+performance targets' reference figures):
 
 * training samples/s of the estimator (exact MI term and ``mi_samples=m``), of a bare
   torch loop doing the same work (the sklearn layer's overhead), of a plain VAE of the
@@ -13,11 +13,11 @@ reference figures):
   inverse_transform against the number of rows (up to 10^6);
 * thread use of ``GridSearchCV(n_jobs=2)`` workers and a search on a local Dask cluster.
 
-    PYTHONPATH=. python benchmarks/bench_speed.py            # everything (CPU)
-    PYTHONPATH=. python benchmarks/bench_speed.py --quick    # fewer repeats and rows
-    PYTHONPATH=. python benchmarks/bench_speed.py --device cuda --precision bf16
+    python -m benchmarks.perf.bench_speed            # everything (CPU)
+    python -m benchmarks.perf.bench_speed --quick    # fewer repeats and rows
+    python -m benchmarks.perf.bench_speed --device cuda --precision bf16
 
-Results go to ``benchmarks/results/speed_<device>.json`` (machine-readable: every
+Results go to ``benchmarks/results/perf/speed_<device>.json`` (machine-readable: every
 repeat, medians, thread count, hardware, load average).
 """
 
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 
@@ -33,9 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _timing import (  # noqa: E402
+from benchmarks._timing import (
     bare_training_step,
     count_flops,
     gemm_rate,
@@ -45,9 +42,8 @@ from _timing import (  # noqa: E402
     reset_peak_rss,
     rss_bytes,
 )
-
-from sklearn_cpvae import CPVAE  # noqa: E402
-from sklearn_cpvae._module import CPVAEModule  # noqa: E402
+from sklearn_cpvae import CPVAE
+from sklearn_cpvae._module import CPVAEModule
 
 D, HIDDEN, N_SHARED, N_PRIVATE, BATCH = 784, 512, 100, 25, 800
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -458,7 +454,7 @@ def main():
         results["parallel"] = par = parallel_threads()
         log(f"parallel: {par}")
     results["machine_after"] = dict(load_average=os.getloadavg())
-    out = args.out or f"benchmarks/results/speed_{device.split(':')[0]}.json"
+    out = args.out or f"benchmarks/results/perf/speed_{device.split(':')[0]}.json"
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(results, f, indent=1)

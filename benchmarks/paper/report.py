@@ -1,15 +1,12 @@
-"""Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/*.json``.
+"""Print the markdown tables of ``docs/reproduction.md`` from ``benchmarks/results/paper/*.json``.
 
-PYTHONPATH=. python benchmarks/report.py [--suffix _full_merged _mnist_1000 ...]
+python -m benchmarks.paper.report [--suffix _full_merged _mnist_1000 ...]
 """
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import _common as C
 
 PAPER_T1 = {
     "vae": (".1881", "—"),
@@ -139,7 +136,9 @@ def main():
     )
     args = p.parse_args()
     for name, fn in (("anneal_sweep", sweep), ("table1", table1), ("table2", table2)):
-        paths = {q for suffix in args.suffix for q in C.RESULTS.glob(f"{name}{suffix}*.json")}
+        paths = {
+            q for suffix in args.suffix for q in C.result_dir(name).glob(f"{name}{suffix}*.json")
+        }
         for path in sorted(paths):
             res = json.loads(path.read_text())
             print(f"\n### {path.name}  (wall {res['wall_seconds']:.0f} s)\n")

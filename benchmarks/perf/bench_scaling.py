@@ -8,32 +8,28 @@ exact MI term, would take hours on a shared 2-core machine for the same informat
 the step time is what changes with the data. ``--full-epochs`` also fits the estimator
 for whole epochs where that is cheap (N <= 10^4) as a check of the extrapolation.
 
-    PYTHONPATH=. python benchmarks/bench_scaling.py [--device cuda] [--quick]
+    python -m benchmarks.perf.bench_scaling [--device cuda] [--quick]
 
-Writes benchmarks/results/scaling_<device>.json and docs/scaling_<device>.png.
+Writes benchmarks/results/perf/scaling_<device>.json and docs/scaling_<device>.png.
 """
 
 import argparse
 import json
 import os
 import statistics
-import sys
 import warnings
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from _timing import (  # noqa: E402
+from benchmarks._timing import (
     bare_training_step,
     count_flops,
     gemm_rate,
     machine_info,
     median_time,
 )
-
-from sklearn_cpvae import CPVAE  # noqa: E402
+from sklearn_cpvae import CPVAE
 
 BATCH = 800
 warnings.filterwarnings("ignore")
@@ -179,12 +175,12 @@ def main():
         res["full_epochs"] = [full_epoch(n, 10, 784, dev) for n in args.rows if n <= 10**4]
         print("full epochs:", res["full_epochs"], flush=True)
     name = dev.split(":")[0]
-    os.makedirs("benchmarks/results", exist_ok=True)
-    with open(f"benchmarks/results/scaling_{name}.json", "w") as f:
+    os.makedirs("benchmarks/results/perf", exist_ok=True)
+    with open(f"benchmarks/results/perf/scaling_{name}.json", "w") as f:
         json.dump(res, f, indent=1)
     os.makedirs("docs", exist_ok=True)
     plot(res, args.png or f"docs/scaling_{name}.png")
-    print(f"wrote benchmarks/results/scaling_{name}.json and docs/scaling_{name}.png")
+    print(f"wrote benchmarks/results/perf/scaling_{name}.json and docs/scaling_{name}.png")
 
 
 if __name__ == "__main__":

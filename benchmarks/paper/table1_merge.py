@@ -6,16 +6,12 @@ joined here. Files are read in the order given; a later file's entry for the sam
 model replaces an earlier one, which is how a re-chosen annealing schedule replaces the
 annealed row of an earlier run. Every (seed, model) records the file it came from.
 
-    PYTHONPATH=. python benchmarks/table1_merge.py benchmarks/results/table1_full_seed0.json \\
-        benchmarks/results/table1_full_seed1.json ... --tag merged
+    python -m benchmarks.paper.table1_merge benchmarks/results/paper/table1_full_seed0.json \\
+        benchmarks/results/paper/table1_full_seed1.json ... --tag merged
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table1_subgroups as T1  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table1_subgroups as T1
 
 MODELS = ("vae", *T1.VARIANTS)
 BASELINES = ("pixels", "pca")

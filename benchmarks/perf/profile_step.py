@@ -1,8 +1,8 @@
 """Time (and optionally profile) one CPVAE training step in isolation.
 
-    PYTHONPATH=. python benchmarks/profile_step.py 10         # exact MI, M = 800 // K
-    M=64 MS=16 T=1 PYTHONPATH=. python benchmarks/profile_step.py 2   # 64/pop, m=16, 1 thread
-    PYTHONPATH=. python benchmarks/profile_step.py 50 p       # + torch.profiler table
+    python -m benchmarks.perf.profile_step 10         # exact MI, M = 800 // K
+    M=64 MS=16 T=1 python -m benchmarks.perf.profile_step 2   # 64/pop, m=16, 1 thread
+    python -m benchmarks.perf.profile_step 50 p       # + torch.profiler table
 
 Environment: M rows per population (default 800 // K), MS = mi_samples (default exact),
 T = torch threads (default 2). Prints the mean step time over 10 steps and

@@ -9,9 +9,9 @@ explosion and jump rules switched off (non-finite terms still stop training) and
   the largest epoch-to-epoch move ``max|term - previous term| / scale`` (the jump rule);
 * whether and at which epoch a term became non-finite; the final loss.
 
-Usage: ``PYTHONPATH=. python benchmarks/divergence.py [--quick]``; writes a JSON table
-to ``benchmarks/results/divergence.json`` and prints it. Real data (wine quality, sklearn
-digits) are read from the shared data folder (``../shared/data`` or
+Usage: ``python -m benchmarks.diagnostics.divergence [--quick]``; writes a JSON table
+to ``benchmarks/results/diagnostics/divergence.json`` and prints it. Real data (wine
+quality, sklearn digits) are read from the shared data folder (``../shared/data`` or
 ``$SKLEARN_CPVAE_DATA``, as in every benchmark) when present, else skipped.
 """
 
@@ -19,7 +19,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 import warnings
 
@@ -27,11 +26,9 @@ import numpy as np
 import torch
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import DATA_DIR  # noqa: E402
-
-from sklearn_cpvae import CPVAE, TrainingDivergedError, _training  # noqa: E402
-from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
+from benchmarks._common import DATA_DIR
+from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
+from sklearn_cpvae.datasets import load_shared_npz
 
 
 def _shared(name):
@@ -128,7 +125,7 @@ def main():
     parser.add_argument("--data", nargs="*", help="subset of: synthetic wine digits")
     parser.add_argument("--lrs", nargs="*", type=float)
     parser.add_argument("--clips", nargs="*", type=float, help="0 means no clipping")
-    parser.add_argument("--out", default="benchmarks/results/divergence.json")
+    parser.add_argument("--out", default="benchmarks/results/diagnostics/divergence.json")
     args = parser.parse_args()
     lrs = [1e-3, 1e-2, 1e-1, 1.0, 10.0]
     clips = [None, 1.0, 10.0, 100.0]

@@ -6,11 +6,10 @@ The importance-sampled likelihood of eq. 7-8 with the N(0, I) prior then charges
 *correct* population about KL(q_k(t|x) || N(0, I)) nats. This script measures that gap
 and the accuracy of `predict` under both priors, for the MI objective and the ELBO.
 
-Run: ``python benchmarks/private_prior.py`` (about a minute on 2 CPU cores).
+Run: ``python -m benchmarks.diagnostics.private_prior`` (about a minute on 2 CPU cores).
 """
 
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -20,10 +19,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from _data import make_populations  # noqa: E402
-
-from sklearn_cpvae import CPVAE  # noqa: E402
+from benchmarks._common import make_populations
+from sklearn_cpvae import CPVAE
 
 
 def own_and_other_kl(model, X, idx):
@@ -75,7 +72,7 @@ def main():
                 f"seed {seed} {objective:4s}  KL(q_k||N(0,I)) own {own:6.2f}  other {other:5.2f}"
                 f"  accuracy: standard {acc['standard']:.3f}  aggregate {acc['aggregate']:.3f}"
             )
-    out = Path(__file__).parent / "results" / "private_prior.json"
+    out = Path(__file__).resolve().parents[1] / "results" / "diagnostics" / "private_prior.json"
     out.write_text(
         json.dumps(
             dict(rows=rows, torch=torch.__version__, date=time.strftime("%Y-%m-%d")), indent=1

@@ -6,16 +6,12 @@ pieces (``table2_classification.py --datasets grassy_mnist --variants alpha1
 entry for the same dataset, seed and model (a variant, ``cnn`` or ``logreg``) replaces an
 earlier one. Every entry records the file and commit it came from.
 
-    PYTHONPATH=. python benchmarks/table2_merge.py benchmarks/results/table2_full_mnist.json \\
+    python -m benchmarks.paper.table2_merge benchmarks/results/paper/table2_full_mnist.json \\
         ... --tag full_merged
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table2_classification as T2  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table2_classification as T2
 
 MODELS = (*T2.VARIANTS, "cnn", "logreg")
 

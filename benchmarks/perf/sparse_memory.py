@@ -1,13 +1,13 @@
 """Peak memory of CPVAE on a sparse count matrix whose dense form does not fit the budget.
 
-    PYTHONPATH=. python benchmarks/sparse_memory.py [--rows 200000] [--cols 20000]
+    python -m benchmarks.perf.sparse_memory [--rows 200000] [--cols 20000]
         [--density 0.01] [--budget-gib 4] [--epochs 1]
 
 Builds a CSR count matrix (default 200k x 20k at 1% density: 40M non-zeros, 0.3 GiB in
 CSR, 14.9 GiB dense float32), fits ``CPVAE(likelihood="poisson")`` on it, then runs
 ``transform`` and ``predict`` on 20k rows. The peak resident memory of the process
 (``VmHWM``, reset before the fit where the kernel allows) is compared with the budget
-and with the dense size. Writes ``benchmarks/results/sparse_memory.json``.
+and with the dense size. Writes ``benchmarks/results/perf/sparse_memory.json``.
 """
 
 import argparse
@@ -133,7 +133,7 @@ def main(argv=None):
         "predicted_fraction_pop0": float(np.mean(pred == 0)),
         "within_budget": peak / GIB <= args.budget_gib,
     }
-    out = Path(__file__).resolve().parent / "results" / "sparse_memory.json"
+    out = Path(__file__).resolve().parents[1] / "results" / "perf" / "sparse_memory.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(

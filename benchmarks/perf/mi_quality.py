@@ -5,9 +5,9 @@ of ``predict`` (Table 2's metric, uniform priors) and the adjusted Rand index of
 on the *shared* codes against the digit (Table 1's shared-space column: lower means less
 population information leaks into the shared space). Same seeds for every variant.
 
-    PYTHONPATH=. python benchmarks/mi_quality.py [--quick]
+    python -m benchmarks.perf.mi_quality [--quick]
 
-Needs /work/shared/data/mnist (or ``--data``); writes benchmarks/results/mi_quality.json.
+Needs /work/shared/data/mnist (or ``--data``); writes benchmarks/results/perf/mi_quality.json.
 """
 
 import argparse
@@ -43,7 +43,7 @@ def main():
         help="training precision (bf16: autocast; measures its effect on fit)",
     )
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default="benchmarks/results/mi_quality.json")
+    ap.add_argument("--out", default="benchmarks/results/perf/mi_quality.json")
     args = ap.parse_args()
     if args.quick:
         args.n_train, args.n_test, args.epochs, args.seeds = 2000, 1000, 5, [0]

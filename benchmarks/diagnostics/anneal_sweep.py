@@ -6,22 +6,18 @@ Grassy-MNIST training rows of Table 1's quick configuration for several final al
 scores the other 20 %: population accuracy of ``predict`` (both private priors), private
 and shared ARI, and active units.
 
-    PYTHONPATH=. python benchmarks/anneal_sweep.py --quick --alphas 1 3 10 30
+    python -m benchmarks.diagnostics.anneal_sweep --quick --alphas 1 3 10 30
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table1_subgroups as T1  # noqa: E402
-
-from sklearn_cpvae import CPVAE  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table1_subgroups as T1
+from sklearn_cpvae import CPVAE
 
 
 def extra(parser):

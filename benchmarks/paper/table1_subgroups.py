@@ -7,24 +7,21 @@ VAE of the same size and budget, and CPVAE with the ELBO ("No MI"), alpha = 1 an
 annealed. Also reports the active units of each space and how much of the grass (resp.
 digit) component the shared-only (resp. private-only) reconstruction reproduces.
 
-    PYTHONPATH=. python benchmarks/table1_subgroups.py --quick [--device cuda] [--seeds 0 1 2]
+    python -m benchmarks.paper.table1_subgroups --quick [--device cuda] [--seeds 0 1 2]
 
-Writes ``benchmarks/results/table1[_quick].json`` and, for the first seed, Fig. 2-4 into
+Writes ``benchmarks/results/paper/table1[_quick].json`` and, for the first seed, Fig. 2-4 into
 ``docs/figures/``.
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-
-from sklearn_cpvae import CPVAE, VAE, TrainingDivergedError  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import figures as F
+from sklearn_cpvae import CPVAE, VAE, TrainingDivergedError
 
 QUICK = dict(
     n_train=1500, n_test=600, hidden=(128,), max_iter=15, batch_size=64, lr=1e-3, standardise=True
@@ -169,8 +166,6 @@ def run(cfg, seeds, device, figures=False, log=print, names=("vae", *VARIANTS), 
         log(f"seed {seed} pca      " + _line(rec["pca"]) + " | pixels " + _line(rec["pixels"]))
         runs.append(rec)
         if figures and seed == seeds[0] and {"vae", "anneal"} <= set(models):
-            import figures as F
-
             F.draw_all(models, test, norm, log=log)
     return {"config": cfg, "seeds": list(seeds), "runs": runs, "summary": summarise(runs)}
 
@@ -243,6 +238,20 @@ def check_orderings(summary):
     }
 
 
+def draw_figures(cfg, seed, device):
+    """Fit the models Fig. 2-4 show (one seed) and draw the figures."""
+    train, test, norm = prepare(cfg)
+    models = make_models(cfg, seed, device, names=("vae", "anneal"))
+    for name, model in models.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            if name == "vae":
+                model.fit(train[0])
+            else:
+                model.fit(train[0], train[1])
+    F.draw_all(models, test, norm)
+
+
 def main():
     def extra(p):
         p.add_argument(
@@ -258,8 +267,16 @@ def main():
             help="fit only these models",
         )
         p.add_argument("--no-figures", action="store_true", help="do not redraw Fig. 2-4")
+        p.add_argument(
+            "--figures-only",
+            action="store_true",
+            help="fit the first seed's VAE and annealed CPVAE and draw Fig. 2-4 only",
+        )
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
+    if args.figures_only:
+        draw_figures(QUICK if args.quick else FULL, args.seeds[0], args.device)
+        return
     cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw)
     schedule = (args.anneal_final, args.anneal_fraction)
     with C.Timer() as t:

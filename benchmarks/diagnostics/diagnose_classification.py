@@ -11,25 +11,21 @@ classification margin, ELBO of the true population minus the best other populati
 into what the decoder explains (``recon``) and what the private code costs (``rate``,
 under the aggregate prior); the shared part is the same for every population and cancels.
 
-    PYTHONPATH=. python benchmarks/diagnose_classification.py --seeds 0
-    PYTHONPATH=. python benchmarks/diagnose_classification.py --dataset grassy_mnist \
+    python -m benchmarks.diagnostics.diagnose_classification --seeds 0
+    python -m benchmarks.diagnostics.diagnose_classification --dataset grassy_mnist \
         --train-per-class 1000 --n-test 2000 --tag grassy_1000
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table2_classification as T2  # noqa: E402
-
-from sklearn_cpvae import CPVAE  # noqa: E402
-from sklearn_cpvae._objective import importance_terms  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table2_classification as T2
+from sklearn_cpvae import CPVAE
+from sklearn_cpvae._objective import importance_terms
 
 
 def kl_diag(mu, lv, pm, plv):

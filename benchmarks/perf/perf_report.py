@@ -1,13 +1,13 @@
 """Markdown tables from the JSON results of the benchmark scripts (for docs/performance.md).
 
-PYTHONPATH=. python benchmarks/perf_report.py > docs/performance_results.md
+python -m benchmarks.perf.perf_report > docs/performance_results.md
 """
 
 import json
 import os
 import statistics
 
-RES = "benchmarks/results"
+RES = "benchmarks/results/perf"
 
 
 def load(name):
@@ -169,7 +169,7 @@ def main():
     ):
         data = load(name)
         if data is not None:
-            print(f"<!-- from benchmarks/results/{name} -->\n")
+            print(f"<!-- from benchmarks/results/perf/{name} -->\n")
             fn(data)
 
 

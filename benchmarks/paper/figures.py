@@ -6,26 +6,20 @@
 * Fig. 4 (population swap): each row autoencoded through its own and through the other
   population's private encoder and decoder (the paper's CelebA Fig. 4 protocol).
 
-``benchmarks/table1_subgroups.py`` draws them from its first seed's models. Run alone,
-this script fits those models (Table 1's configuration, one seed):
+``benchmarks/paper/table1_subgroups.py`` draws them from its first seed's models; to fit
+only those models (Table 1's configuration, one seed) and draw the figures:
 
-    PYTHONPATH=. python benchmarks/figures.py --quick [--device cuda]
+    python -m benchmarks.paper.table1_subgroups --figures-only --quick [--device cuda]
 """
-
-import sys
-import warnings
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.manifold import TSNE  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.manifold import TSNE
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
+from benchmarks import _common as C
 
 N_SHOW = 10  # images per grid (half from each population)
 
@@ -143,24 +137,3 @@ def draw_all(models, test, norm, variant="anneal", log=print):
         fig3_tsne(model, models["vae"], test),
     ):
         log(f"wrote {path.relative_to(C.ROOT)}")
-
-
-def main():
-    import table1_subgroups as T1
-
-    args = C.parse_args(__doc__.splitlines()[0])
-    cfg = T1.QUICK if args.quick else T1.FULL
-    train, test, norm = T1.prepare(cfg)
-    models = T1.make_models(cfg, args.seeds[0], args.device)
-    for name in ("vae", "anneal"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            if name == "vae":
-                models[name].fit(train[0])
-            else:
-                models[name].fit(train[0], train[1])
-    draw_all(models, test, norm)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,22 +5,19 @@ Psi (the Gaussian noise variance) used to start at 1 while raw pixels have varia
 ``fit`` starts Psi at the mean feature variance and f_s at the feature means, raw and
 standardised inputs should train alike. Prints held-out accuracy for both inputs.
 
-Run: ``python benchmarks/raw_scale_check.py [--epochs 10]`` (a few minutes on 2 cores).
+Run: ``python -m benchmarks.diagnostics.raw_scale_check [--epochs 10]`` (a few minutes on 2 cores).
 """
 
 import argparse
 import json
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA_DIR  # noqa: E402
-
-from sklearn_cpvae import CPVAE  # noqa: E402
+from benchmarks._common import DATA_DIR
+from sklearn_cpvae import CPVAE
 
 
 def main():
@@ -72,7 +69,7 @@ def main():
                 f"  ({rows[-1]['seconds']:.0f} s)",
                 flush=True,
             )
-    out = Path(__file__).parent / "results" / "raw_scale_check.json"
+    out = Path(__file__).resolve().parents[1] / "results" / "diagnostics" / "raw_scale_check.json"
     out.write_text(json.dumps(dict(epochs=args.epochs, n_train=args.n_train, rows=rows), indent=1))
     print(f"wrote {out}")
 

@@ -4,20 +4,15 @@ The contrastive-PCA recipe adds 0.25 x digit to the grass; at that weight KMeans
 the digits at chance. This rebuilds Table 1's held-out rows with heavier digits (same
 crops: the random draws do not depend on the weight) to show how the difficulty moves.
 
-    PYTHONPATH=. python benchmarks/difficulty.py --quick
+    python -m benchmarks.diagnostics.difficulty --quick
 """
-
-import sys
-from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-import table1_subgroups as T1  # noqa: E402
-
-from sklearn_cpvae.datasets import make_grassy_mnist  # noqa: E402
+from benchmarks import _common as C
+from benchmarks.paper import table1_subgroups as T1
+from sklearn_cpvae.datasets import make_grassy_mnist
 
 
 def main():

@@ -1,9 +1,9 @@
 """Worked multi-study examples on real data: CPVAE against what omics users run today.
 
-    PYTHONPATH=. python benchmarks/omics_examples.py [quartet|mice|heart|all] [--quick]
+    python -m benchmarks.omics.omics_examples [quartet|mice|heart|all] [--quick]
 
 Data: ``$SKLEARN_CPVAE_DATA`` or ``<repo>/../shared/data`` (skips cleanly when absent).
-Writes ``benchmarks/results/omics_<name>.json`` and ``docs/figures/omics_<name>.png``;
+Writes ``benchmarks/results/omics/omics_<name>.json`` and ``docs/figures/omics_<name>.png``;
 ``docs/omics.md`` reports them.
 
 For each data set every method is fitted in this script on the same rows:
@@ -34,8 +34,8 @@ from sklearn.model_selection import GroupKFold, StratifiedKFold
 from sklearn_cpvae import CPVAE
 from sklearn_cpvae.diagnostics import leakage_report, linear_probe, variance_explained
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results" / "omics"
 FIGURES = ROOT / "docs" / "figures"
 
 

@@ -11,12 +11,10 @@ sklearn's ``LogisticRegression``.
 CIFAR-10 here is a 5k/5k subset decoded from JPEG (quality 75): lossy, so its numbers
 are not directly comparable with published CIFAR-10 results.
 
-    PYTHONPATH=. python benchmarks/table2_classification.py --quick [--device cuda]
+    python -m benchmarks.paper.table2_classification --quick [--device cuda]
 """
 
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,11 +22,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common as C  # noqa: E402
-
-from sklearn_cpvae import CPVAE, TrainingDivergedError  # noqa: E402
-from sklearn_cpvae.datasets import load_shared_npz  # noqa: E402
+from benchmarks import _common as C
+from sklearn_cpvae import CPVAE, TrainingDivergedError
+from sklearn_cpvae.datasets import load_shared_npz
 
 QUICK = dict(
     n_train_per_class=100,
