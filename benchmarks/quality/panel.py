@@ -471,6 +471,7 @@ def run_case(name, mode, seed, configs):
                         acc = float(np.mean(m2.predict(_transform_X(Xte, tname)) == y[te]))
                     entry["scale_check_acc"][tname] = acc
                     entry.setdefault("scale_check_fit_s", {})[tname] = info2["fit_s"]
+                    entry.setdefault("scale_check_n_iter", {})[tname] = info2["n_iter"]
         except Exception as exc:  # record and go on with the other configs
             entry["error"] = f"{type(exc).__name__}: {exc}"
         record["configs"][cname] = entry
@@ -560,6 +561,10 @@ def table(records, configs):
                 lines.append(f"{'predict acc, X ' + tname:28s}"
                              + "".join(f"{_fmt(v):>{width + 2}s}" for v in vals)
                              + f"   LDA {_fmt(lda)}")
+                its = [_agg([r["configs"].get(c, {}).get("scale_check_n_iter", {}).get(tname)
+                             for r in recs]) for c in configs]
+                lines.append(f"{'  epochs, X ' + tname:28s}"
+                             + "".join(f"{_fmt(v):>{width + 2}s}" for v in its))
         for c in configs:
             for r in recs:
                 e = r["configs"].get(c, {})
