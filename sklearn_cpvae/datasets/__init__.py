@@ -15,6 +15,7 @@ from ._grassy_mnist import (
     make_grassy_mnist,
     population_names,
 )
+from ._synthetic import make_cross_population
 from ._images import fetch_cifar10, fetch_fashion_mnist, fetch_mnist
 from ._tabular import fetch_heart_disease, fetch_mice_protein, fetch_wine_quality
 
@@ -30,6 +31,7 @@ __all__ = [
     "get_data_home",
     "load_grassy_mnist",
     "load_shared_npz",
+    "make_cross_population",
     "make_grassy_mnist",
     "population_names",
 ]
