@@ -153,7 +153,7 @@ def bare_training_step(
                 pops,
                 counts,
                 sizes,
-                objective="mi",
+                objective="paper",
                 mi_weight=1.0,
                 generator=gen,
                 balanced=True,

@@ -55,7 +55,7 @@ def main():
                     n_iter_no_change=cfg["max_iter"],
                     batch_size=cfg["batch_size"],
                     learning_rate_init=cfg["lr"],
-                    objective="mi",
+                    objective="paper",
                     mi_weight=alpha,
                     mi_anneal_epochs=ramp if alpha != 1 else 0,
                     n_importance_samples=10,

@@ -42,7 +42,7 @@ def main():
         scaler = StandardScaler().fit(X)
         X, X_test = scaler.transform(X), scaler.transform(X_test)
         idx = (y_test == "pop1").astype(int)
-        for objective in ("mi", "elbo"):
+        for objective in ("paper", "elbo"):
             model = CPVAE(
                 n_shared=2,
                 n_private=2,

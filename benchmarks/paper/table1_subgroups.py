@@ -63,7 +63,7 @@ def make_models(cfg, seed, device, names=("vae", *VARIANTS), schedule=None):
             N_PRIVATE,
             batch_size=cfg["batch_size"],
             n_importance_samples=10,
-            **C.variant_params(v, cfg["max_iter"], final, fraction),
+            **C.variant_params(v, cfg["max_iter"], final, fraction, cfg.get("objective", "paper")),
             **common,
         )
     return {name: m for name, m in models.items() if name in names}
@@ -277,7 +277,7 @@ def main():
     if args.figures_only:
         draw_figures(QUICK if args.quick else FULL, args.seeds[0], args.device)
         return
-    cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw)
+    cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw, objective=args.objective)
     schedule = (args.anneal_final, args.anneal_fraction)
     with C.Timer() as t:
         result = run(

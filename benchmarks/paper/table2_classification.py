@@ -174,7 +174,7 @@ def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=Non
         n_importance_samples=cfg["n_importance_samples"],
         device=device,
         random_state=seed,
-        **C.variant_params(variant, cfg["max_iter"], *schedule),
+        **C.variant_params(variant, cfg["max_iter"], *schedule, cfg.get("objective", "paper")),
     )
 
 
@@ -231,7 +231,7 @@ def main():
         )
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
-    cfg = dict(QUICK if args.quick else FULL)
+    cfg = dict(QUICK if args.quick else FULL, objective=args.objective)
     if args.train_per_class is not None:
         cfg["n_train_per_class"] = args.train_per_class
     results = {}

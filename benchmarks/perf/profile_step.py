@@ -43,7 +43,7 @@ def step(i):
         pops,
         counts,
         sizes,
-        objective="mi",
+        objective="paper",
         mi_weight=1.0,
         generator=g,
         balanced=True,
