@@ -1,4 +1,7 @@
-"""Synthetic data with known truth and small settings, shared by the tests."""
+"""Synthetic data with known truth, shared by the tests.
+
+The tiny model configurations the tests fit are in ``conftest.py`` (``CONFIGS``).
+"""
 
 import os
 from pathlib import Path
@@ -34,85 +37,23 @@ def make_populations(
     return (np.vstack(xs), np.concatenate(pops), np.concatenate(subs), np.vstack(zs))
 
 
-# Every tiny configuration the tests fit, in one table: "small" is the shared fixture's
-# model; the others are sized for the one test file that names them.
-CONFIGS = {
-    "small": dict(
-        n_shared=2,
-        n_private=2,
-        hidden_layer_sizes=(32,),
-        max_iter=60,
-        batch_size=32,
-        n_importance_samples=16,
-        device="cpu",
-        random_state=0,
-    ),
-    "bad_input": dict(
-        n_shared=2,
-        n_private=1,
-        hidden_layer_sizes=(4,),
-        max_iter=1,
-        batch_size=4,
-        n_importance_samples=3,
-        device="cpu",
-        random_state=0,
-    ),
-    "vae": dict(
-        n_components=2,
-        hidden_layer_sizes=(16,),
-        max_iter=20,
-        batch_size=32,
-        n_importance_samples=8,
-        device="cpu",
-        random_state=0,
-    ),
-    "concurrency": dict(
-        n_shared=1,
-        n_private=1,
-        hidden_layer_sizes=(4,),
-        max_iter=2,
-        batch_size=8,
-        n_importance_samples=4,
-        device="cpu",
-        random_state=0,
-    ),
-    "divergence": dict(
-        n_shared=2,
-        n_private=1,
-        hidden_layer_sizes=(6,),
-        batch_size=8,
-        n_importance_samples=4,
-        device="cpu",
-        random_state=0,
-        n_iter_no_change=50,
-    ),
-    "counts": dict(
-        n_shared=2,
-        n_private=2,
-        hidden_layer_sizes=(32,),
-        n_importance_samples=8,
-        batch_size=32,
-        device="cpu",
-        random_state=0,
-    ),
-    "persistence": dict(
-        n_shared=2,
-        n_private=1,
-        hidden_layer_sizes=(6,),
-        max_iter=3,
-        batch_size=8,
-        n_importance_samples=4,
-        device="cpu",
-        random_state=0,
-    ),
-    "scaling": dict(
-        n_shared=2,
-        n_private=2,
-        hidden_layer_sizes=(8,),
-        max_iter=2,
-        batch_size=8,
-        n_importance_samples=4,
-        device="cpu",
-    ),
-}
-SMALL = CONFIGS["small"]
+def make_offset_populations(n=120, d=5, k=3, seed=0):
+    """``k`` populations in turn, row i in population ``i % k``, shifted by its label."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    X = rng.normal(size=(n, d)) + y[:, None]
+    return X, y
+
+
+def make_two_studies(n=200, d=8, seed=0):
+    """Population "a" has private variation on features 4-5; both share features 0-3."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(2 * n, 1))
+    w = rng.normal(size=(1, 4)) * 2
+    X = rng.normal(scale=0.3, size=(2 * n, d))
+    X[:, :4] += z @ w
+    y = np.repeat(["a", "b"], n)
+    t = rng.normal(size=n)
+    X[:n, 4] += 2 * t
+    X[:n, 5] -= 2 * t
+    return X, y

@@ -18,7 +18,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from _data import CONFIGS
+from conftest import CONFIGS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp

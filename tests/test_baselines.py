@@ -5,7 +5,8 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _data import CONFIGS, make_populations
+from _data import make_populations
+from conftest import CONFIGS
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 

@@ -5,7 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
-from _data import CONFIGS
+from _data import make_offset_populations
+from conftest import CONFIGS
 from joblib import parallel_backend
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
@@ -119,3 +120,48 @@ def test_fit_leaves_global_rng_untouched():
     assert np.array_equal(np.random.get_state()[1], np_state[1])  # noqa: NPY002
     assert torch.equal(torch.random.get_rng_state(), torch_state)
     assert random.getstate() == py_state
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_through_joblib_threading_backend():
+    """A search runs under a joblib backend chosen by the caller, with no code change."""
+    from joblib import parallel_backend
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_offset_populations()
+    search = GridSearchCV(
+        CPVAE(random_state=0, **CONFIGS["scaling"]), {"mi_samples": [None, 2]}, cv=2, n_jobs=2
+    )
+    with parallel_backend("threading"):
+        search.fit(X, y)
+    assert set(search.cv_results_["param_mi_samples"]) == {None, 2}
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_grid_search_on_local_dask_cluster():
+    """The same search distributed over a local Dask cluster (two worker processes)."""
+    distributed = pytest.importorskip("distributed")
+    from joblib import parallel_backend
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = make_offset_populations()
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        with distributed.Client(cluster):
+            search = GridSearchCV(
+                CPVAE(random_state=0, **CONFIGS["scaling"]),
+                {"mi_samples": [None, 2]},
+                cv=2,
+                n_jobs=-1,
+            )
+            with parallel_backend("dask"):
+                search.fit(X, y)
+    local = GridSearchCV(
+        CPVAE(random_state=0, **CONFIGS["scaling"]), {"mi_samples": [None, 2]}, cv=2
+    )
+    local.fit(X, y)
+    np.testing.assert_allclose(
+        search.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
+    )

@@ -1,16 +1,16 @@
-"""Behaviour of the CPVAE estimator: outputs, options, reproducibility and errors."""
+"""Behaviour of the CPVAE estimator (``sklearn_cpvae._estimator``): fitted attributes,
+public methods, options and reproducibility."""
 
 import random
-import re
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from _data import SMALL, make_populations
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from conftest import CONFIGS, SMALL
+from sklearn.metrics import roc_auc_score
 
 from sklearn_cpvae import CPVAE
+from sklearn_cpvae.diagnostics import leakage_report
 
 
 def test_fitted_attributes(fitted, populations_data):
@@ -87,21 +87,6 @@ def test_priors_shift_the_posterior(populations_data):
     )
 
 
-def test_predictions_do_not_depend_on_batch(fitted, populations_data):
-    X, _, _, _ = populations_data
-    full = fitted.predict_proba(X)
-    np.testing.assert_allclose(fitted.predict_proba(X[7:9]), full[7:9], rtol=1e-12)
-    np.testing.assert_allclose(fitted.predict_proba(X[::-1])[::-1], full, rtol=1e-12)
-    x32 = X.astype(np.float32)
-    np.testing.assert_array_equal(fitted.predict(x32[10:13]), fitted.predict(x32)[10:13])
-
-
-def test_dtype_follows_input(fitted, populations_data):
-    X, y, _, _ = populations_data
-    assert fitted.transform(X.astype(np.float32), populations=y).dtype == np.float32
-    assert fitted.transform(X, populations=y).dtype == np.float64
-
-
 def test_inverse_transform_parts(fitted, populations_data):
     X, y, _, _ = populations_data
     codes = fitted.transform(X, populations=y)
@@ -166,172 +151,37 @@ def test_mi_term_pushes_other_populations_to_the_prior(populations_data):
     assert off_population_kl(mi) < 0.5 * off_population_kl(elbo)
 
 
-def test_early_stopping_restores_best(populations_data):
-    X, y, _, _ = populations_data
-    model = CPVAE(
-        **{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3, tol=1e-2
-    ).fit(X, y)
-    val = [r["val_loss"] for r in model.history_]
-    assert model.n_iter_ < 200 and model.best_loss_ == pytest.approx(min(val))
-    assert "val_mi" in model.history_[0]
-
-
-def test_warm_start_continues(populations_data):
-    X, y, _, _ = populations_data
-    model = CPVAE(**{**SMALL, "max_iter": 3}, warm_start=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
-        first = [p.detach().clone() for p in model.module_.parameters()]
-        model.fit(X, y)
-    assert model.n_iter_ == 6 and len(model.history_) == 6
-    assert any(not torch.equal(a, b) for a, b in zip(first, model.module_.parameters()))
-    with pytest.raises(ValueError, match="warm_start"):
-        model.fit(X, np.where(y == "pop0", "a", "b"))
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"n_private": 3},
-        {"hidden_layer_sizes": (8,)},
-        {"activation": "tanh"},
-        {"likelihood": "bernoulli"},
-        {"missing": "mask"},
-        {"shared_invariance": 1.0},
-        {"no_private_populations": ["pop0"]},
-    ],
-)
-def test_warm_start_refuses_changed_networks(populations_data, change):
-    X, y, _, _ = populations_data
-    X = np.clip(X, 0, 1) if "likelihood" in change else X
-    model = CPVAE(**{**SMALL, "max_iter": 1}, warm_start=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
-        before = [p.detach().clone() for p in model.module_.parameters()]
-        with pytest.raises(ValueError, match=f"configuration changed.*{next(iter(change))}"):
-            model.set_params(**change).fit(X, y)
-        assert all(torch.equal(a, b) for a, b in zip(before, model.module_.parameters()))
-        # What only the training loop reads may change between warm-started fits.
-        model.set_params(**{k: SMALL.get(k, CPVAE().get_params()[k]) for k in change})
-        model.set_params(mi_weight=2.0, learning_rate_init=1e-4).fit(X, y)
-    assert model.n_iter_ == 2
-
-
-def test_convergence_and_anneal_warnings(populations_data):
-    X, y, _, _ = populations_data
-    with pytest.warns(ConvergenceWarning, match="max_iter"):
-        CPVAE(**{**SMALL, "max_iter": 2}).fit(X, y)
-    with pytest.warns(UserWarning, match="mi_anneal_epochs=5 is longer than max_iter=2"):
-        CPVAE(**{**SMALL, "max_iter": 2}, mi_weight=3.0, mi_anneal_epochs=5).fit(X, y)
-
-
-def test_annealing_is_recorded(populations_data):
-    X, y, _, _ = populations_data
-    model = CPVAE(**{**SMALL, "max_iter": 4}, mi_weight=5.0, mi_anneal_epochs=4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X, y)
-    alphas = [r["mi_weight"] for r in model.history_]
-    assert alphas == sorted(alphas) and 1.0 < alphas[0] < alphas[-1] <= 5.0
-
-
-def test_verbose_prints_each_term(populations_data, capsys):
-    X, y, _, _ = populations_data
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        CPVAE(**{**SMALL, "max_iter": 2}, verbose=1).fit(X, y)
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and all(t in out[0] for t in ("recon=", "kl_shared=", "mi="))
-
-
-def test_bernoulli_likelihood():
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_population_without_private_space_is_contrastive():
     rng = np.random.default_rng(0)
-    X = (rng.random((120, 10)) < np.r_[[0.8] * 5, [0.2] * 5]).astype(float)
-    X[60:, :5] = 1 - X[60:, :5]
-    y = np.repeat([0, 1], 60)
-    model = CPVAE(**{**SMALL, "max_iter": 40}, likelihood="bernoulli").fit(X, y)
-    rec = model.inverse_transform(model.transform(X, populations=y), populations=y)
-    assert rec.min() >= 0 and rec.max() <= 1
-    assert np.mean(model.predict(X) == y) > 0.9
-    with pytest.raises(ValueError, match=re.escape("needs X in [0, 1]")):
-        CPVAE(**SMALL, likelihood="bernoulli").fit(X * 2, y)
-
-
-@pytest.mark.parametrize(
-    "mutate, match",
-    [
-        (lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), y), "NaN"),
-        (
-            lambda X, y: (np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), y),
-            "infinity",
-        ),
-        (lambda X, y: (X, np.full(len(y), "pop0")), "at least 2 populations"),
-        (lambda X, y: (X, np.append(y[:-1], "lonely")), r"at least 2 rows.*lonely"),
-        (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
-        (lambda X, y: (X[:, :, None], y), "3"),
-    ],
-    ids=["nan", "inf", "one-population", "tiny-population", "length-mismatch", "3d"],
-)
-def test_bad_fit_input_raises_clearly(populations_data, mutate, match):
-    X, y, _, _ = populations_data
-    Xb, yb = mutate(X, y)
-    with pytest.raises(ValueError, match=match):
-        CPVAE(**SMALL).fit(Xb, yb)
-
-
-def test_bad_inference_input_raises_clearly(fitted, populations_data):
-    X, y, _, _ = populations_data
-    with pytest.raises(ValueError, match="expecting 12 features"):
-        fitted.transform(X[:, :5])
-    with pytest.raises(ValueError, match=r"unknown population label\(s\) \['pop9'\]"):
-        fitted.transform(X[:2], populations=["pop0", "pop9"])
-    codes = fitted.transform(X[:2], populations=y[:2])
-    with pytest.raises(ValueError, match="unknown population"):
-        fitted.inverse_transform(codes, populations=["x", "pop0"])
-    with pytest.raises(ValueError, match="one label per row"):
-        fitted.transform(X[:2], populations=["pop0"])
-    with pytest.raises(ValueError, match="needs populations"):
-        fitted.inverse_transform(codes, part="full")
-    with pytest.raises(ValueError, match="columns"):
-        fitted.inverse_transform(codes[:, :3])
-    with pytest.raises(ValueError, match="NaN"):
-        fitted.predict(np.full((1, 12), np.nan))
-
-
-@pytest.mark.parametrize(
-    "method", ["transform", "predict", "predict_proba", "score_samples", "inverse_transform"]
-)
-def test_unfitted_raises(method):
-    with pytest.raises(NotFittedError):
-        getattr(CPVAE(), method)(np.zeros((2, 3)))
-
-
-def test_invalid_parameters_raise():
-    X, y, _, _ = make_populations(n_per_pop=10)
-    for params in (
-        {"n_shared": 0},
-        {"objective": "x"},
-        {"mi_weight": -1},
-        {"hidden_layer_sizes": (0,)},
-        {"device": "tpu9"},
-        {"priors": [1.0]},
-    ):
-        with pytest.raises(ValueError):
-            CPVAE(**{**SMALL, **params, "max_iter": 1}).fit(X, y).predict(X)
-
-
-def test_cuda_model_falls_back_to_cpu_with_a_warning(fitted, populations_data, monkeypatch):
-    """A model fitted on a GPU, used on a CPU-only machine (simulated)."""
-    import torch as _torch
-
-    monkeypatch.setattr(_torch.cuda, "is_available", lambda: False)
-    X, _, _, _ = populations_data
-    moved = CPVAE(**fitted.get_params())
-    moved.__dict__.update(fitted.__dict__)
-    moved.set_params(device="cuda")
-    moved.device_ = "cuda:0"
-    with pytest.warns(UserWarning, match="not available on this machine; using the CPU"):
-        proba = moved.predict_proba(X[:5])
-    np.testing.assert_array_equal(proba, fitted.predict_proba(X[:5]))
+    n, d = 200, 10
+    shared = rng.normal(size=(2 * n, 2)) @ rng.normal(size=(2, d)) * 1.5
+    X = shared + rng.normal(scale=0.3, size=(2 * n, d))
+    y = np.repeat(["background", "target"], n)
+    sub = rng.integers(0, 2, n)  # hidden subgroups of the target only
+    X[n:, 6:] += np.where(sub[:, None] == 1, 2.0, -2.0)
+    model = CPVAE(
+        no_private_populations=["background"],
+        n_private=1,
+        max_iter=60,
+        **{k: v for k, v in CONFIGS["counts"].items() if k != "n_private"},
+    ).fit(X, y)
+    assert list(model.has_private_) == [False, True]
+    codes = model.set_params(blocks="private").transform(X, y)
+    assert np.all(codes[:n] == 0)
+    t = codes[n:].ravel()
+    assert roc_auc_score(sub, t) > 0.95 or roc_auc_score(sub, -t) > 0.95
+    # f_k is 0 for the background: its full reconstruction is the shared one.
+    both = model.set_params(blocks="both").transform(X[:5], y[:5])
+    np.testing.assert_allclose(
+        model.inverse_transform(both, y[:5], part="full"),
+        model.inverse_transform(both, part="shared"),
+        atol=1e-6,
+    )
+    proba = model.predict_proba(X)
+    assert np.isfinite(proba).all()
+    assert np.mean(model.predict(X) == y) > 0.8
+    with pytest.raises(ValueError, match="not populations"):
+        CPVAE(no_private_populations=["nope"], max_iter=1, **CONFIGS["counts"]).fit(X, y)
+    report = leakage_report(model, X, y)
+    assert np.isnan(report["private_kl_own"][0])

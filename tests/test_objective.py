@@ -1,4 +1,5 @@
-"""The math of eq. 1-10 against brute-force versions on tiny data."""
+"""The objective (``sklearn_cpvae._objective``): eq. 1-10 against brute-force versions on
+tiny data, the sub-sampled MI term, the balanced layout, and the MMD invariance penalty."""
 
 import itertools
 import math
@@ -6,21 +7,25 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import CONFIGS
 from torch.distributions import Bernoulli, Normal
 
+from sklearn_cpvae import CPVAE
 from sklearn_cpvae._likelihoods import log_likelihood
 from sklearn_cpvae._module import CPVAEModule
-from sklearn_cpvae._nn import StackedMLP, group_rows, scatter_to_groups
 from sklearn_cpvae._objective import (
     batch_terms,
     cpvae_terms,
+    draw_off_population,
     kl_std_normal,
     log_likelihood_per_population,
     log_marginal_is,
     log_normal,
     mi_weight_schedule,
     mi_weights,
+    mmd_rbf_groups,
 )
+from sklearn_cpvae.diagnostics import linear_probe
 
 POPS = np.array([0, 0, 1, 1, 1, 2, 2])  # n_k = 2, 3, 2 ; N = 7
 
@@ -142,41 +147,6 @@ def test_mi_weight_schedule_anneals_from_one():
     assert mi_weight_schedule(0, 3.0, 0) == 3.0
 
 
-def _manual_mlp(x, weights, biases, k, act):
-    h = x
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        wk = w[:, k, :] if i == 0 else w[k]
-        h = h @ wk + b[k, 0]
-        if i < len(weights) - 1:
-            h = act(h)
-    return h
-
-
-def test_stacked_mlp_matches_separate_networks():
-    g = torch.Generator().manual_seed(0)
-    net = StackedMLP(3, [5, 7, 6, 2], "tanh", g).double()
-    x = torch.randn(4, 5, generator=g, dtype=torch.float64)
-    all_out = net.forward_all(x)
-    w = [p.detach() for p in net.weights]
-    b = [p.detach() for p in net.biases]
-    for k in range(3):
-        torch.testing.assert_close(all_out[k], _manual_mlp(x, w, b, k, torch.tanh))
-    xg = torch.randn(3, 4, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
-    grouped = net.forward_grouped(xg)
-    for k in range(3):
-        torch.testing.assert_close(grouped[k], _manual_mlp(xg[k], w, b, k, torch.tanh))
-
-
-def test_group_rows_round_trip():
-    pops = torch.tensor([2, 0, 2, 1, 2, 0])
-    x = torch.arange(12.0).view(6, 2)
-    group, slot, m = group_rows(pops, 3)
-    assert m == 3
-    block = scatter_to_groups(x, group, slot, 3, m)
-    torch.testing.assert_close(block[group, slot], x)
-    assert block[1, 1:].abs().sum() == 0  # padding
-
-
 def _module(k=3, d=5, likelihood="gaussian"):
     g = torch.Generator().manual_seed(0)
     return CPVAEModule(d, k, 2, 3, [6], "tanh", likelihood, g).double()
@@ -260,3 +230,125 @@ def test_importance_sampled_likelihood_matches_brute_force(likelihood):
                     log_w.append(float(lw))
                 expected = math.log(np.mean(np.exp(np.array(log_w) - max(log_w)))) + max(log_w)
                 assert float(got[i, k]) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("counts", [[3, 3, 3], [2, 5, 1, 4]])
+def test_subsampled_mi_is_unbiased(counts):
+    """Averaged over many draws, the sub-sampled term equals the exact minibatch term."""
+    gen = torch.Generator().manual_seed(0)
+    k = len(counts)
+    populations = torch.repeat_interleave(torch.arange(k), torch.tensor(counts))
+    batch_counts = torch.tensor(counts, dtype=torch.float64)
+    pop_sizes = torch.tensor([10.0, 40.0, 7.0, 13.0][:k], dtype=torch.float64)
+    kl = torch.rand((k, len(populations)), generator=gen, dtype=torch.float64) * 5
+    exact = torch.sum(mi_weights(populations, batch_counts, pop_sizes) * kl)
+    # Every draw is independent, so one call with m draws averages m estimates.
+    m = 400_000
+    rows, weight = draw_off_population(populations, batch_counts, pop_sizes, m, gen)
+    assert rows.shape == weight.shape == (k, m)
+    # Encoder k never sees its own population.
+    assert not torch.any(populations[rows] == torch.arange(k)[:, None])
+    estimate = torch.sum(weight * kl.gather(1, rows))
+    assert estimate.item() == pytest.approx(exact.item(), rel=5e-3)
+    # And a single small draw is an estimate of the same sum, per encoder.
+    rows1, w1 = draw_off_population(populations, batch_counts, pop_sizes, 1, gen)
+    per_k = mi_weights(populations, batch_counts, pop_sizes).sum(1)
+    np.testing.assert_allclose(w1[:, 0].numpy(), per_k.numpy())
+
+
+def _relu_module(k, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return CPVAEModule(d, k, 2, 3, [8], "relu", "gaussian", g).double()
+
+
+@pytest.mark.parametrize("objective", ["elbo_mi", "paper", "elbo"])
+def test_balanced_layout_matches_general_path(objective):
+    """The balanced fast path (views, block diagonal) computes the same loss and grads."""
+    k, m, d = 3, 4, 6
+    mod = _relu_module(k, d)
+    x = torch.randn(k * m, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    pops = torch.arange(k).repeat_interleave(m)
+    counts = torch.full((k,), float(m), dtype=torch.float64)
+    sizes = torch.tensor([20.0, 30.0, 50.0], dtype=torch.float64)
+    results = []
+    for balanced in (True, False):
+        gen = torch.Generator().manual_seed(5)
+        terms = batch_terms(
+            mod,
+            x,
+            pops,
+            counts,
+            sizes,
+            objective=objective,
+            mi_weight=2.0,
+            generator=gen,
+            balanced=balanced,
+        )
+        grads = torch.autograd.grad(terms.loss, list(mod.parameters()), allow_unused=True)
+        results.append(({n: float(v.detach()) for n, v in terms.__dict__.items()}, grads))
+    (f1, g1), (f2, g2) = results
+    assert f1 == pytest.approx(f2, rel=1e-12)
+    for a, b in zip(g1, g2, strict=True):
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_subsampled_batch_terms_expectation():
+    """batch_terms with mi_samples averages to the exact MI term over the draws."""
+    k, m, d = 3, 4, 6
+    mod = _relu_module(k, d)
+    x = torch.randn(k * m, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    pops = torch.arange(k).repeat_interleave(m)
+    counts = torch.full((k,), float(m), dtype=torch.float64)
+    sizes = torch.tensor([20.0, 30.0, 50.0], dtype=torch.float64)
+    common = dict(objective="paper", mi_weight=1.0, balanced=True)
+    with torch.no_grad():
+        exact = batch_terms(mod, x, pops, counts, sizes, generator=torch.Generator(), **common)
+        sub = batch_terms(
+            mod,
+            x,
+            pops,
+            counts,
+            sizes,
+            generator=torch.Generator().manual_seed(2),
+            mi_samples=50_000,
+            **common,
+        )
+    assert sub.mi.item() == pytest.approx(exact.mi.item(), rel=1e-2)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_mmd_rbf_groups_matches_brute_force():
+    rng = np.random.default_rng(0)
+    codes = torch.as_tensor(rng.normal(size=(12, 3)))
+    pops = torch.as_tensor(rng.integers(0, 3, 12))
+
+    def k(a, b):
+        return np.exp(-((a[:, None] - b[None]) ** 2).sum(-1) / 1.7)
+
+    c = codes.numpy()
+    ref = 0.0
+    for j in range(3):
+        g = c[pops.numpy() == j]
+        ref += k(g, g).mean() - 2 * k(g, c).mean() + k(c, c).mean()
+    got = mmd_rbf_groups(codes, pops, 3, bandwidth=1.7)
+    assert float(got) == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_shared_invariance_reduces_study_leakage():
+    rng = np.random.default_rng(0)
+    n, d = 150, 8
+    bio = rng.integers(0, 2, 3 * n)
+    y = np.repeat([0, 1, 2], n)
+    X = rng.normal(scale=0.5, size=(3 * n, d))
+    X[:, :4] += np.where(bio[:, None] == 1, 1.5, -1.5)
+    X[:, 4:] += np.array([-2.0, 0.0, 2.0])[y][:, None]  # study effect
+    probes = {}
+    for lam in (0.0, 20.0):
+        m = CPVAE(shared_invariance=lam, max_iter=40, **CONFIGS["counts"]).fit(X, y)
+        z = m.set_params(blocks="shared").transform(X)
+        probes[lam] = linear_probe(z, y)
+        if lam:
+            assert linear_probe(z, bio) > 0.9  # the biology survives the penalty
+    assert probes[20.0] < probes[0.0]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _data import CONFIGS
+from conftest import CONFIGS
 from numpy.testing import assert_allclose, assert_array_equal
 
 import sklearn_cpvae
@@ -331,15 +331,7 @@ def test_round_trip_keeps_every_model_option(options, tmp_path):
     X[y == "a", :2] *= 3
     if options.get("missing") == "mask":
         X[3, 2] = np.nan
-    model = CPVAE(
-        n_shared=2,
-        n_private=1,
-        hidden_layer_sizes=(6,),
-        max_iter=2,
-        n_importance_samples=4,
-        random_state=0,
-        **options,
-    )
+    model = CPVAE(**CONFIGS["persistence_options"], **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(X, y)

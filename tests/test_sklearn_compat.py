@@ -2,6 +2,7 @@
 
 import warnings
 
+from conftest import CONFIGS
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -12,22 +13,13 @@ EXPECTED_FAILED_CHECKS = {}
 
 
 def _instances():
-    common = dict(
-        n_shared=2,
-        n_private=2,
-        hidden_layer_sizes=(16,),
-        max_iter=20,
-        n_importance_samples=8,
-        batch_size=16,
-        device="cpu",
-        random_state=0,
-    )
+    common = CONFIGS["sklearn_checks"]
     return [
         CPVAE(**common),
         CPVAE(objective="elbo", blocks="private", **common),
         # allow_nan follows missing="mask"; the invariance penalty meets every check too.
         # (no_private_populations names labels of y, which vary across the checks; its
-        # paths are tested in test_omics.py.)
+        # paths are tested in test_estimator.py.)
         CPVAE(missing="mask", shared_invariance=0.5, **common),
     ]
 

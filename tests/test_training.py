@@ -1,4 +1,6 @@
-"""Divergence (non-finite or exploding terms), gradient clipping and KeyboardInterrupt."""
+"""The training loop (``sklearn_cpvae._training``): early stopping, warm start, alpha
+annealing, warnings, divergence (non-finite or exploding terms), gradient clipping and
+KeyboardInterrupt."""
 
 import dataclasses
 import math
@@ -7,8 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from _data import CONFIGS
+from _data import make_offset_populations
+from conftest import CONFIGS, SMALL
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae import CPVAE, TrainingDivergedError, _training
@@ -266,3 +270,97 @@ def test_keyboard_interrupt_in_first_epoch_leaves_initial_weights(monkeypatch):
         est.fit(X, y)
     assert est.n_iter_ == 0 and est.history_ == []
     _usable(est, X, y)
+
+
+def test_early_stopping_restores_best(populations_data):
+    X, y, _, _ = populations_data
+    model = CPVAE(
+        **{**SMALL, "max_iter": 200}, early_stopping=True, n_iter_no_change=3, tol=1e-2
+    ).fit(X, y)
+    val = [r["val_loss"] for r in model.history_]
+    assert model.n_iter_ < 200 and model.best_loss_ == pytest.approx(min(val))
+    assert "val_mi" in model.history_[0]
+
+
+def test_warm_start_continues(populations_data):
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 3}, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        first = [p.detach().clone() for p in model.module_.parameters()]
+        model.fit(X, y)
+    assert model.n_iter_ == 6 and len(model.history_) == 6
+    assert any(not torch.equal(a, b) for a, b in zip(first, model.module_.parameters()))
+    with pytest.raises(ValueError, match="warm_start"):
+        model.fit(X, np.where(y == "pop0", "a", "b"))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_private": 3},
+        {"hidden_layer_sizes": (8,)},
+        {"activation": "tanh"},
+        {"likelihood": "bernoulli"},
+        {"missing": "mask"},
+        {"shared_invariance": 1.0},
+        {"no_private_populations": ["pop0"]},
+    ],
+)
+def test_warm_start_refuses_changed_networks(populations_data, change):
+    X, y, _, _ = populations_data
+    X = np.clip(X, 0, 1) if "likelihood" in change else X
+    model = CPVAE(**{**SMALL, "max_iter": 1}, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        before = [p.detach().clone() for p in model.module_.parameters()]
+        with pytest.raises(ValueError, match=f"configuration changed.*{next(iter(change))}"):
+            model.set_params(**change).fit(X, y)
+        assert all(torch.equal(a, b) for a, b in zip(before, model.module_.parameters()))
+        # What only the training loop reads may change between warm-started fits.
+        model.set_params(**{k: SMALL.get(k, CPVAE().get_params()[k]) for k in change})
+        model.set_params(mi_weight=2.0, learning_rate_init=1e-4).fit(X, y)
+    assert model.n_iter_ == 2
+
+
+def test_convergence_and_anneal_warnings(populations_data):
+    X, y, _, _ = populations_data
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        CPVAE(**{**SMALL, "max_iter": 2}).fit(X, y)
+    with pytest.warns(UserWarning, match="mi_anneal_epochs=5 is longer than max_iter=2"):
+        CPVAE(**{**SMALL, "max_iter": 2}, mi_weight=3.0, mi_anneal_epochs=5).fit(X, y)
+
+
+def test_annealing_is_recorded(populations_data):
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 4}, mi_weight=5.0, mi_anneal_epochs=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+    alphas = [r["mi_weight"] for r in model.history_]
+    assert alphas == sorted(alphas) and 1.0 < alphas[0] < alphas[-1] <= 5.0
+
+
+def test_verbose_prints_each_term(populations_data, capsys):
+    X, y, _, _ = populations_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        CPVAE(**{**SMALL, "max_iter": 2}, verbose=1).fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and all(t in out[0] for t in ("recon=", "kl_shared=", "mi="))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "params", [dict(mi_samples=3), dict(precision="bf16"), dict(mi_samples=2, early_stopping=True)]
+)
+def test_fit_options_are_deterministic(params):
+    X, y = make_offset_populations(n=60)
+    a = CPVAE(random_state=0, **CONFIGS["scaling"], **params).fit(X, y)
+    b = CPVAE(random_state=0, **CONFIGS["scaling"], **params).fit(X.astype(np.float32), y)
+    assert np.isfinite(a.loss_curve_).all()
+    # float32 and float64 input give the same float32 training tensor.
+    for p, q in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
+        assert torch.equal(p, q)

@@ -1,0 +1,61 @@
+"""Leakage and variance-explained diagnostics (``sklearn_cpvae.diagnostics``)."""
+
+import numpy as np
+import pytest
+from _data import make_two_studies
+from conftest import CONFIGS
+
+from sklearn_cpvae import CPVAE
+from sklearn_cpvae.diagnostics import (
+    leakage_report,
+    linear_probe,
+    private_kl,
+    variance_explained,
+)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_linear_probe_chance_and_perfect():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 60)
+    noise = rng.normal(size=(180, 3))
+    assert linear_probe(noise, labels) < 0.5
+    informative = noise + 5 * np.eye(3)[labels]
+    assert linear_probe(informative, labels) > 0.95
+    groups = np.arange(180) // 5
+    assert linear_probe(informative, labels, groups=groups) > 0.95
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_leakage_and_variance_explained_on_known_structure():
+    X, y = make_two_studies(n=200)
+    model = CPVAE(max_iter=60, **CONFIGS["counts"]).fit(X, y)
+    report = leakage_report(model, X, y)
+    assert report["chance"] == 0.5
+    assert set(report) >= {"shared_probe", "private_kl_own", "private_kl_off"}
+    # Population a's private encoder is informative on its rows, not on b's (eq. 6).
+    assert report["private_kl_own"][0] > 5 * report["private_kl_off"][0]
+    kl = private_kl(model, X)
+    assert kl.shape == (len(X), 2) and np.all(kl >= 0)
+    ve = variance_explained(model, X, y)
+    assert ve["shared"].shape == (2, X.shape[1])
+    a = 0
+    # Features 4-5 vary through a's private code; features 0-3 through the shared one.
+    assert np.all(ve["private"][a, 4:6] > 0.5)
+    assert np.all(ve["private"][a, 4:6] > ve["shared"][a, 4:6])
+    assert np.all(ve["shared"][:, :4] > 0.5)
+    assert np.all(ve["shared"][:, :4] > ve["private"][:, :4])
+    assert np.all(ve["total"][a, :6] > 0.7)
+    assert ve["overall"]["total"][a] > 0.5
+    x_const = X.copy()
+    x_const[y == "b", 7] = 3.0  # constant within b: nothing to explain there
+    ve_const = variance_explained(model, x_const, y)
+    assert np.isnan(ve_const["shared"][1, 7]) and np.isfinite(ve_const["shared"][0, 7])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_variance_explained_needs_gaussian():
+    C = np.random.default_rng(0).poisson(2.0, size=(40, 3)).astype(float)
+    m = CPVAE(likelihood="poisson", max_iter=1, **CONFIGS["counts"]).fit(C, np.repeat([0, 1], 20))
+    with pytest.raises(ValueError, match="gaussian"):
+        variance_explained(m, C, np.repeat([0, 1], 20))

@@ -1,0 +1,65 @@
+"""Inference with fitted networks (``sklearn_cpvae._inference``): batching, dtypes,
+chunking and devices."""
+
+import numpy as np
+import pytest
+from _data import make_offset_populations
+from conftest import CONFIGS
+
+from sklearn_cpvae import CPVAE
+
+
+def test_predictions_do_not_depend_on_batch(fitted, populations_data):
+    X, _, _, _ = populations_data
+    full = fitted.predict_proba(X)
+    np.testing.assert_allclose(fitted.predict_proba(X[7:9]), full[7:9], rtol=1e-12)
+    np.testing.assert_allclose(fitted.predict_proba(X[::-1])[::-1], full, rtol=1e-12)
+    x32 = X.astype(np.float32)
+    np.testing.assert_array_equal(fitted.predict(x32[10:13]), fitted.predict(x32)[10:13])
+
+
+def test_dtype_follows_input(fitted, populations_data):
+    X, y, _, _ = populations_data
+    assert fitted.transform(X.astype(np.float32), populations=y).dtype == np.float32
+    assert fitted.transform(X, populations=y).dtype == np.float64
+
+
+def test_cuda_model_falls_back_to_cpu_with_a_warning(fitted, populations_data, monkeypatch):
+    """A model fitted on a GPU, used on a CPU-only machine (simulated)."""
+    import torch as _torch
+
+    monkeypatch.setattr(_torch.cuda, "is_available", lambda: False)
+    X, _, _, _ = populations_data
+    moved = CPVAE(**fitted.get_params())
+    moved.__dict__.update(fitted.__dict__)
+    moved.set_params(device="cuda")
+    moved.device_ = "cuda:0"
+    with pytest.warns(UserWarning, match="not available on this machine; using the CPU"):
+        proba = moved.predict_proba(X[:5])
+    np.testing.assert_array_equal(proba, fitted.predict_proba(X[:5]))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_inference_chunking_does_not_change_results(monkeypatch):
+    """Methods give the same rows whatever the chunk size (memory stays flat in n)."""
+    import sklearn_cpvae._inference as inference
+
+    X, y = make_offset_populations()
+    est = CPVAE(random_state=0, **CONFIGS["scaling"]).fit(X, y)
+    Xf = X.astype(np.float32)
+    codes = est.transform(Xf, populations=y)
+    ref = [
+        est.predict_proba(Xf),
+        est.score_samples(Xf),
+        codes,
+        est.inverse_transform(codes, populations=y),
+    ]
+    monkeypatch.setattr(inference, "CHUNK_BYTES", 1)  # one row per chunk
+    got = [
+        est.predict_proba(Xf),
+        est.score_samples(Xf),
+        est.transform(Xf, populations=y),
+        est.inverse_transform(codes, populations=y),
+    ]
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
