@@ -1,4 +1,5 @@
-"""scikit-learn's common estimator checks on small configurations."""
+"""scikit-learn's common estimator checks, with the default parameters and on small
+configurations of the other objectives and options."""
 
 import warnings
 
@@ -15,7 +16,10 @@ EXPECTED_FAILED_CHECKS = {}
 def _instances():
     common = CONFIGS["sklearn_checks"]
     return [
+        # The defaults, as a user gets them (the checks set random_state themselves).
+        CPVAE(),
         CPVAE(**common),
+        CPVAE(objective="paper", standardize=False, **common),
         CPVAE(objective="elbo", blocks="private", **common),
         # allow_nan follows missing="mask"; the invariance penalty meets every check too.
         # (no_private_populations names labels of y, which vary across the checks; its

@@ -7,9 +7,15 @@ from sklearn_cpvae.datasets import make_cross_population
 
 
 def test_shapes_and_keys():
-    d = make_cross_population(n_samples=150, n_populations=3, n_features=7,
-                              n_shared_factors=2, n_private_factors=3, n_subgroups=4,
-                              random_state=0)
+    d = make_cross_population(
+        n_samples=150,
+        n_populations=3,
+        n_features=7,
+        n_shared_factors=2,
+        n_private_factors=3,
+        n_subgroups=4,
+        random_state=0,
+    )
     assert d.data.shape == (150, 7)
     assert d.populations.shape == (150,) and set(d.populations) == {0, 1, 2}
     assert d.shared_factors.shape == (150, 2)
@@ -38,8 +44,9 @@ def test_imbalance_ratio():
 
 
 def test_mean_effect_changes_only_means():
-    d = make_cross_population(20000, 2, n_features=6, population_effect="mean", noise=0.1,
-                              random_state=0)
+    d = make_cross_population(
+        20000, 2, n_features=6, population_effect="mean", noise=0.1, random_state=0
+    )
     X, p = d.data, d.populations
     gap = X[p == 1].mean(0) - X[p == 0].mean(0)
     np.testing.assert_allclose(gap, d.population_means[1] - d.population_means[0], atol=0.05)
@@ -49,8 +56,7 @@ def test_mean_effect_changes_only_means():
 
 
 def test_subspace_effect_changes_covariance_not_mean():
-    d = make_cross_population(20000, 2, n_features=6, population_effect="subspace",
-                              random_state=0)
+    d = make_cross_population(20000, 2, n_features=6, population_effect="subspace", random_state=0)
     X, p = d.data, d.populations
     gap = X[p == 1].mean(0) - X[p == 0].mean(0)
     assert np.abs(gap).max() < 0.1

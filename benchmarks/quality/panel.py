@@ -39,9 +39,14 @@ import numpy as np
 # Configurations: name -> CPVAE keyword arguments (everything else: the defaults)
 # ----------------------------------------------------------------------------------
 CONFIGS = {
-    "old_defaults": {},
-    "paper_literal": {"objective": "mi", "private_prior": "standard"},
-    "elbo": {"objective": "elbo"},
+    # The defaults of release 0.1: eq. 4 with the aggregate private prior, X as given.
+    "old_defaults": {"objective": "paper", "private_prior": "aggregate", "standardize": False},
+    # Eq. 4/10 and eq. 7-8 exactly as published (N(0, I) private prior), X as given.
+    "paper_literal": {"objective": "paper", "private_prior": "standard", "standardize": False},
+    # Eq. 3 (the paper's "No MI"), X as given.
+    "elbo": {"objective": "elbo", "standardize": False},
+    # The current defaults.
+    "new_defaults": {},
 }
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,10 +118,14 @@ def wine(mode, seed):
     d = _npz("wine_quality")
     y = np.where(d["color"] == 0, "red", "white")
     idx = _subsample(seed, y, 600 if mode == "quick" else None)
-    return {"X": d["X"][idx].astype(float), "y": y[idx],
-            "biology": (d["quality"][idx] >= 6).astype(int), "standardise": True,
-            "note": "populations red/white; biology = quality >= 6"
-                    + ("; 600 stratified rows" if mode == "quick" else "")}
+    return {
+        "X": d["X"][idx].astype(float),
+        "y": y[idx],
+        "biology": (d["quality"][idx] >= 6).astype(int),
+        "standardise": True,
+        "note": "populations red/white; biology = quality >= 6"
+        + ("; 600 stratified rows" if mode == "quick" else ""),
+    }
 
 
 def mice(mode, seed):
@@ -130,11 +139,16 @@ def mice(mode, seed):
         chosen = np.random.default_rng(seed).choice(mice_ids, size=40, replace=False)
         rows = np.flatnonzero(np.isin(mouse, chosen))
     biology = np.char.add(np.char.add(d["treatment"][rows], "|"), d["behavior"][rows])
-    return {"X": X[rows][:, keep], "y": d["genotype"][rows], "biology": biology,
-            "groups": mouse[rows], "standardise": True,
-            "note": f"populations = genotype; biology = treatment|behaviour; complete-case "
-                    f"columns ({int(keep.sum())} of {X.shape[1]} proteins, no NaN); "
-                    f"split by mouse_id" + ("; 40 random mice" if mode == "quick" else "")}
+    return {
+        "X": X[rows][:, keep],
+        "y": d["genotype"][rows],
+        "biology": biology,
+        "groups": mouse[rows],
+        "standardise": True,
+        "note": f"populations = genotype; biology = treatment|behaviour; complete-case "
+        f"columns ({int(keep.sum())} of {X.shape[1]} proteins, no NaN); "
+        f"split by mouse_id" + ("; 40 random mice" if mode == "quick" else ""),
+    }
 
 
 def heart(mode, seed):
@@ -146,28 +160,42 @@ def heart(mode, seed):
     X = X[:, cols]
     rows = ~np.isnan(X).any(axis=1)
     site = d["site_names"][d["site"]]
-    return {"X": X[rows], "y": site[rows], "biology": (d["num"][rows] > 0).astype(int),
-            "standardise": True,
-            "note": f"populations = 4 hospitals; biology = diagnosis num>0; columns slope, ca, "
-                    f"thal dropped (mostly missing), then complete-case rows ({int(rows.sum())} "
-                    f"of {len(rows)})"}
+    return {
+        "X": X[rows],
+        "y": site[rows],
+        "biology": (d["num"][rows] > 0).astype(int),
+        "standardise": True,
+        "note": f"populations = 4 hospitals; biology = diagnosis num>0; columns slope, ca, "
+        f"thal dropped (mostly missing), then complete-case rows ({int(rows.sum())} "
+        f"of {len(rows)})",
+    }
 
 
 def ecoli(mode, seed):
     d = _npz("ecoli_proteomics_5labs")
     X = d["X"].astype(float)
     keep = ~np.isnan(X).any(axis=0)
-    return {"X": X[:, keep], "y": d["lab"], "biology": d["condition"], "standardise": True,
-            "note": f"populations = lab; biology = growth condition; complete-case proteins "
-                    f"({int(keep.sum())}), standardised"}
+    return {
+        "X": X[:, keep],
+        "y": d["lab"],
+        "biology": d["condition"],
+        "standardise": True,
+        "note": f"populations = lab; biology = growth condition; complete-case proteins "
+        f"({int(keep.sum())}), standardised",
+    }
 
 
 def quartet(mode, seed):
     d = _npz("quartet_multiomics")
     X = d["prot_X"].astype(float)
     keep = ~np.isnan(X).any(axis=0)
-    return {"X": X[:, keep], "y": d["prot_lab"], "biology": d["prot_donor"], "standardise": True,
-            "note": "proteomics; populations = lab; biology = donor; standardised"}
+    return {
+        "X": X[:, keep],
+        "y": d["prot_lab"],
+        "biology": d["prot_donor"],
+        "standardise": True,
+        "note": "proteomics; populations = lab; biology = donor; standardised",
+    }
 
 
 def _grassy(grass_seed):
@@ -177,13 +205,23 @@ def _grassy(grass_seed):
         m = _npz("mnist")
         g = _npz("grass_imagenet")
         n = 600 if mode == "quick" else 5000
-        X, y, digit = make_grassy_mnist(m["X_train"][:10000], m["y_train"][:10000],
-                                        g["X_gray100"], n_samples=n, random_state=grass_seed)
-        return {"X": X.astype(float), "y": y, "subgroups": digit, "n_subgroups": 5,
-                "biology": digit,
-                "note": f"make_grassy_mnist(MNIST train[:10000], grass_imagenet, n_samples={n}, "
-                        f"random_state={grass_seed}); digits 0-4 vs 5-9; subgroups = digit; "
-                        f"Gaussian likelihood (values exceed 1)"}
+        X, y, digit = make_grassy_mnist(
+            m["X_train"][:10000],
+            m["y_train"][:10000],
+            g["X_gray100"],
+            n_samples=n,
+            random_state=grass_seed,
+        )
+        return {
+            "X": X.astype(float),
+            "y": y,
+            "subgroups": digit,
+            "n_subgroups": 5,
+            "biology": digit,
+            "note": f"make_grassy_mnist(MNIST train[:10000], grass_imagenet, n_samples={n}, "
+            f"random_state={grass_seed}); digits 0-4 vs 5-9; subgroups = digit; "
+            f"Gaussian likelihood (values exceed 1)",
+        }
 
     return build
 
@@ -194,10 +232,13 @@ def _image_classes(folder, n_quick, n_full):
         X = np.concatenate([d["X_train"], d["X_test"]]).reshape(-1, 784)
         y = np.concatenate([d["y_train"], d["y_test"]]).astype(int)
         idx = _subsample(seed, y, n_quick if mode == "quick" else n_full)
-        return {"X": X[idx].astype(float) / 255.0, "y": y[idx],
-                "fit_kwargs": {"likelihood": "bernoulli"},
-                "note": f"{folder}: populations = the 10 classes; {len(idx)} rows; /255, "
-                        f"Bernoulli likelihood"}
+        return {
+            "X": X[idx].astype(float) / 255.0,
+            "y": y[idx],
+            "fit_kwargs": {"likelihood": "bernoulli"},
+            "note": f"{folder}: populations = the 10 classes; {len(idx)} rows; /255, "
+            f"Bernoulli likelihood",
+        }
 
     return build
 
@@ -207,32 +248,53 @@ def celeba(mode, seed):
     X = d["X"].astype(np.float32).reshape(-1, 32, 2, 32, 2, 3).mean(axis=(2, 4)) / 255.0
     names = list(d["attribute_names"])
     smiling = d["attributes"][:, names.index("Smiling")]
-    return {"X": X.reshape(len(X), -1).astype(float),
-            "y": np.where(d["male"] == 1, "male", "non-male"), "biology": smiling,
-            "fit_kwargs": {"likelihood": "bernoulli", "max_iter": 100},
-            "note": "4000 faces, 2x2-averaged to 32x32x3 RGB, /255, Bernoulli; biology = Smiling"}
+    return {
+        "X": X.reshape(len(X), -1).astype(float),
+        "y": np.where(d["male"] == 1, "male", "non-male"),
+        "biology": smiling,
+        "fit_kwargs": {"likelihood": "bernoulli", "max_iter": 100},
+        "note": "4000 faces, 2x2-averaged to 32x32x3 RGB, /255, Bernoulli; biology = Smiling",
+    }
 
 
 # name -> (builder, modes, scale check)
 CASES = {
     "two_gaussian": (two_gaussian, ("quick", "full"), True),
     "syn_lin_K2_both": (_synthetic(400, 2000, n_populations=2), ("quick", "full"), False),
-    "syn_nonlin_K2_both": (_synthetic(400, 2000, n_populations=2, decoder="nonlinear"),
-                           ("quick", "full"), False),
+    "syn_nonlin_K2_both": (
+        _synthetic(400, 2000, n_populations=2, decoder="nonlinear"),
+        ("quick", "full"),
+        False,
+    ),
     "syn_lin_K5_both": (_synthetic(500, 2000, n_populations=5), ("quick", "full"), False),
-    "syn_nonlin_K5_both": (_synthetic(500, 2000, n_populations=5, decoder="nonlinear"),
-                           ("full",), False),
+    "syn_nonlin_K5_both": (
+        _synthetic(500, 2000, n_populations=5, decoder="nonlinear"),
+        ("full",),
+        False,
+    ),
     "syn_lin_K20_both": (_synthetic(2000, 4000, n_populations=20), ("full",), False),
     "syn_lin_K2_mean": (_synthetic(400, 2000, population_effect="mean"), ("quick", "full"), False),
-    "syn_lin_K2_subspace": (_synthetic(400, 2000, population_effect="subspace"),
-                            ("quick", "full"), False),
-    "syn_nonlin_K2_subspace": (_synthetic(400, 2000, decoder="nonlinear",
-                                          population_effect="subspace"), ("full",), False),
+    "syn_lin_K2_subspace": (
+        _synthetic(400, 2000, population_effect="subspace"),
+        ("quick", "full"),
+        False,
+    ),
+    "syn_nonlin_K2_subspace": (
+        _synthetic(400, 2000, decoder="nonlinear", population_effect="subspace"),
+        ("full",),
+        False,
+    ),
     "syn_lin_K2_none": (_synthetic(400, 2000, population_effect="none"), ("quick", "full"), False),
-    "syn_lin_K2_unbalanced100": (_synthetic(1010, 5050, population_weights=[100, 1]),
-                                 ("quick", "full"), False),
-    "syn_lin_K2_scales1e3": (_synthetic(400, 2000, feature_scales=(1, 1000)),
-                             ("quick", "full"), True),
+    "syn_lin_K2_unbalanced100": (
+        _synthetic(1010, 5050, population_weights=[100, 1]),
+        ("quick", "full"),
+        False,
+    ),
+    "syn_lin_K2_scales1e3": (
+        _synthetic(400, 2000, feature_scales=(1, 1000)),
+        ("quick", "full"),
+        True,
+    ),
     "wine": (wine, ("quick", "full"), False),
     "mice_genotype": (mice, ("quick", "full"), False),
     "heart_4sites": (heart, ("quick", "full"), False),
@@ -259,8 +321,9 @@ def _split(case, seed):
         cv = StratifiedGroupKFold(n_splits=round(1 / TEST_SIZE), shuffle=True, random_state=seed)
         tr, te = next(cv.split(np.zeros(n), case["y"], case["groups"]))
         return tr, te
-    return train_test_split(np.arange(n), test_size=TEST_SIZE, stratify=case["y"],
-                            random_state=seed)
+    return train_test_split(
+        np.arange(n), test_size=TEST_SIZE, stratify=case["y"], random_state=seed
+    )
 
 
 def _r2_probe(Z, T):
@@ -271,8 +334,9 @@ def _r2_probe(Z, T):
 
     if T is None or T.shape[1] == 0 or len(Z) < 10:
         return None
-    pred = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 3, 7)), Z, T,
-                             cv=KFold(5, shuffle=True, random_state=0))
+    pred = cross_val_predict(
+        RidgeCV(alphas=np.logspace(-3, 3, 7)), Z, T, cv=KFold(5, shuffle=True, random_state=0)
+    )
     return float(np.mean([r2_score(T[:, j], pred[:, j]) for j in range(T.shape[1])]))
 
 
@@ -370,8 +434,9 @@ def code_metrics(model, Xte, yte, truth):
     rows = {k: yte == k for k in pops}
     m = {}
     m["active_shared"] = int((S.var(axis=0) > 0.01).sum())
-    m["active_private_per_pop"] = {str(k): int((P[r].var(axis=0) > 0.01).sum())
-                                   for k, r in rows.items() if r.sum() > 1}
+    m["active_private_per_pop"] = {
+        str(k): int((P[r].var(axis=0) > 0.01).sum()) for k, r in rows.items() if r.sum() > 1
+    }
     m["active_private"] = _mean(list(m["active_private_per_pop"].values()))
     big = [k for k in pops if rows[k].sum() >= 10]
     sf, pf, sg = truth.get("shared_factors"), truth.get("private_factors"), truth.get("subgroups")
@@ -438,17 +503,23 @@ def run_case(name, mode, seed, configs):
     if case.get("standardise"):
         scaler = StandardScaler().fit(Xtr)
         Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
-    truth = {k: (np.asarray(case[k])[te] if k in case else None)
-             for k in ("shared_factors", "private_factors", "subgroups", "biology")}
+    truth = {
+        k: (np.asarray(case[k])[te] if k in case else None)
+        for k in ("shared_factors", "private_factors", "subgroups", "biology")
+    }
     truth["n_subgroups"] = case.get("n_subgroups")
     fit_kwargs = case.get("fit_kwargs", {})
     record = {
-        "case": name, "seed": seed, "note": case.get("note", ""),
-        "n_train": int(len(tr)), "n_test": int(len(te)), "n_features": int(X.shape[1]),
+        "case": name,
+        "seed": seed,
+        "note": case.get("note", ""),
+        "n_train": int(len(tr)),
+        "n_test": int(len(te)),
+        "n_features": int(X.shape[1]),
         "populations": {str(k): int(c) for k, c in zip(*np.unique(y, return_counts=True))},
-        "standardised": bool(case.get("standardise", False)), "case_fit_kwargs": fit_kwargs,
-        "baselines": baselines(Xtr, y[tr], Xte, y[te], truth["biology"],
-                               n_components=100),
+        "standardised": bool(case.get("standardise", False)),
+        "case_fit_kwargs": fit_kwargs,
+        "baselines": baselines(Xtr, y[tr], Xte, y[te], truth["biology"], n_components=100),
         "configs": {},
     }
     if scale_check:
@@ -462,7 +533,7 @@ def run_case(name, mode, seed, configs):
             entry.update(code_metrics(model, Xte, y[te], truth))
             if scale_check:
                 entry["scale_check_acc"] = {"x1": entry["predict_acc"]}
-                for tname in (QUICK_SCALES if mode == "quick" else FULL_SCALES):
+                for tname in QUICK_SCALES if mode == "quick" else FULL_SCALES:
                     if tname == "x1":
                         continue
                     m2, info2 = fit_model(params, _transform_X(Xtr, tname), y[tr])
@@ -475,12 +546,15 @@ def run_case(name, mode, seed, configs):
         except Exception as exc:  # record and go on with the other configs
             entry["error"] = f"{type(exc).__name__}: {exc}"
         record["configs"][cname] = entry
-        print(f"  {name} seed={seed} {cname}: fit {entry.get('fit_s')} s, "
-              f"predict {entry.get('predict_acc')}", flush=True)
+        print(
+            f"  {name} seed={seed} {cname}: fit {entry.get('fit_s')} s, "
+            f"predict {entry.get('predict_acc')}",
+            flush=True,
+        )
     if scale_check:
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-        for tname in (QUICK_SCALES if mode == "quick" else FULL_SCALES):
+        for tname in QUICK_SCALES if mode == "quick" else FULL_SCALES:
             lda = LinearDiscriminantAnalysis().fit(_transform_X(Xtr, tname), y[tr])
             record["scale_check_lda"][tname] = float(lda.score(_transform_X(Xte, tname), y[te]))
     return record
@@ -532,44 +606,76 @@ def table(records, configs):
     for case, recs in by_case.items():
         b = recs[0]["baselines"]
         seeds = [r["seed"] for r in recs]
-        lines.append(f"\n== {case}  (n_train={recs[0]['n_train']}, n_test={recs[0]['n_test']}, "
-                     f"D={recs[0]['n_features']}, K={len(recs[0]['populations'])}, seeds={seeds})")
-        lines.append(f"{'metric':28s}" + "".join(f"{c:>{width + 2}s}" for c in configs)
-                     + "   reference")
+        lines.append(
+            f"\n== {case}  (n_train={recs[0]['n_train']}, n_test={recs[0]['n_test']}, "
+            f"D={recs[0]['n_features']}, K={len(recs[0]['populations'])}, seeds={seeds})"
+        )
+        lines.append(
+            f"{'metric':28s}" + "".join(f"{c:>{width + 2}s}" for c in configs) + "   reference"
+        )
         for key, label in TABLE_ROWS:
             vals = [_agg([r["configs"].get(c, {}).get(key) for r in recs]) for c in configs]
             if all(v is None for v in vals):
                 continue
             ref = ""
             if key == "predict_acc":
-                ref = "LDA {} QDA {} LR {}".format(*(_fmt(_agg([r["baselines"][k] for r in recs]))
-                                                   for k in ("lda_acc", "qda_acc", "logreg_acc")))
+                ref = "LDA {} QDA {} LR {}".format(
+                    *(
+                        _fmt(_agg([r["baselines"][k] for r in recs]))
+                        for k in ("lda_acc", "qda_acc", "logreg_acc")
+                    )
+                )
             elif key == "leak_pop_acc_shared":
-                ref = f"chance {_fmt(_agg([r['configs'].get(c, {}).get('pop_chance') for r in recs for c in configs]))}"
+                chance = [r["configs"].get(c, {}).get("pop_chance") for r in recs for c in configs]
+                ref = f"chance {_fmt(_agg(chance))}"
             elif key == "bio_probe_acc_shared" and "pca_centred_bio_probe_acc" in b:
-                ref = (f"centred PCA {_fmt(_agg([r['baselines']['pca_centred_bio_probe_acc'] for r in recs]))}"
-                       f", chance {_fmt(b.get('bio_chance'))}")
+                pca = _agg([r["baselines"]["pca_centred_bio_probe_acc"] for r in recs])
+                ref = f"centred PCA {_fmt(pca)}, chance {_fmt(b.get('bio_chance'))}"
             elif key == "bio_silhouette_shared" and "pca_centred_bio_silhouette" in b:
-                ref = f"centred PCA {_fmt(_agg([r['baselines']['pca_centred_bio_silhouette'] for r in recs]))}"
-            lines.append(f"{label:28s}" + "".join(f"{_fmt(v):>{width + 2}s}" for v in vals)
-                         + (f"   {ref}" if ref else ""))
+                pca = _agg([r["baselines"]["pca_centred_bio_silhouette"] for r in recs])
+                ref = f"centred PCA {_fmt(pca)}"
+            lines.append(
+                f"{label:28s}"
+                + "".join(f"{_fmt(v):>{width + 2}s}" for v in vals)
+                + (f"   {ref}" if ref else "")
+            )
         if "scale_check_lda" in recs[0]:
             for tname in recs[0]["scale_check_lda"]:
-                vals = [_agg([r["configs"].get(c, {}).get("scale_check_acc", {}).get(tname)
-                              for r in recs]) for c in configs]
+                vals = [
+                    _agg(
+                        [
+                            r["configs"].get(c, {}).get("scale_check_acc", {}).get(tname)
+                            for r in recs
+                        ]
+                    )
+                    for c in configs
+                ]
                 lda = _agg([r["scale_check_lda"][tname] for r in recs])
-                lines.append(f"{'predict acc, X ' + tname:28s}"
-                             + "".join(f"{_fmt(v):>{width + 2}s}" for v in vals)
-                             + f"   LDA {_fmt(lda)}")
-                its = [_agg([r["configs"].get(c, {}).get("scale_check_n_iter", {}).get(tname)
-                             for r in recs]) for c in configs]
-                lines.append(f"{'  epochs, X ' + tname:28s}"
-                             + "".join(f"{_fmt(v):>{width + 2}s}" for v in its))
+                lines.append(
+                    f"{'predict acc, X ' + tname:28s}"
+                    + "".join(f"{_fmt(v):>{width + 2}s}" for v in vals)
+                    + f"   LDA {_fmt(lda)}"
+                )
+                its = [
+                    _agg(
+                        [
+                            r["configs"].get(c, {}).get("scale_check_n_iter", {}).get(tname)
+                            for r in recs
+                        ]
+                    )
+                    for c in configs
+                ]
+                lines.append(
+                    f"{'  epochs, X ' + tname:28s}"
+                    + "".join(f"{_fmt(v):>{width + 2}s}" for v in its)
+                )
         for c in configs:
             for r in recs:
                 e = r["configs"].get(c, {})
                 if "error" in e or "diverged" in e:
-                    lines.append(f"  ! {c} seed {r['seed']}: {e.get('error') or e.get('diverged')}")
+                    lines.append(
+                        f"  ! {c} seed {r['seed']}: {e.get('error') or e.get('diverged')}"
+                    )
     return "\n".join(lines)
 
 
@@ -581,17 +687,24 @@ def environment():
 
     def git(*args):
         try:
-            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  check=True).stdout.strip()
+            return subprocess.run(
+                ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
+            ).stdout.strip()
         except Exception:
             return None
 
     return {
-        "sklearn_cpvae": sklearn_cpvae.__version__, "sklearn_cpvae_file": sklearn_cpvae.__file__,
-        "torch": torch.__version__, "sklearn": sklearn.__version__, "numpy": np.__version__,
-        "python": platform.python_version(), "platform": platform.platform(),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "commit": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "sklearn_cpvae": sklearn_cpvae.__version__,
+        "sklearn_cpvae_file": sklearn_cpvae.__file__,
+        "torch": torch.__version__,
+        "sklearn": sklearn.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "commit": git("rev-parse", "HEAD"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "shared_data": str(shared_data_dir()),
     }
@@ -641,9 +754,16 @@ def main(argv=None):
     print(text)
     print(f"\nwall time {wall:.0f} s")
     result = {
-        "mode": mode, "configs": {c: CONFIGS[c] for c in configs}, "cases": cases,
-        "seeds": seeds, "skipped": skipped, "records": records, "wall_s": round(wall, 1),
-        "environment": environment(), "argv": sys.argv[1:], "table": text,
+        "mode": mode,
+        "configs": {c: CONFIGS[c] for c in configs},
+        "cases": cases,
+        "seeds": seeds,
+        "skipped": skipped,
+        "records": records,
+        "wall_s": round(wall, 1),
+        "environment": environment(),
+        "argv": sys.argv[1:],
+        "table": text,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=_json_default))

@@ -15,8 +15,8 @@ from ._grassy_mnist import (
     make_grassy_mnist,
     population_names,
 )
-from ._synthetic import make_cross_population
 from ._images import fetch_cifar10, fetch_fashion_mnist, fetch_mnist
+from ._synthetic import make_cross_population
 from ._tabular import fetch_heart_disease, fetch_mice_protein, fetch_wine_quality
 
 __all__ = [

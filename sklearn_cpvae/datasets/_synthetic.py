@@ -170,8 +170,10 @@ def make_cross_population(
         raise ValueError(f"population_effect must be one of {_EFFECTS}, got {population_effect!r}")
     for name, value in (("noise", noise), ("effect_size", effect_size),
                         ("subgroup_separation", subgroup_separation)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            np.isfinite(value) and value >= 0
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not (np.isfinite(value) and value >= 0)
         ):
             raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
 
@@ -185,7 +187,9 @@ def make_cross_population(
                 f"got {weights.shape[0]}"
             )
         if not (np.all(np.isfinite(weights)) and np.all(weights > 0)):
-            raise ValueError(f"population_weights must be positive and finite, got {weights.tolist()}")
+            raise ValueError(
+                f"population_weights must be positive and finite, got {weights.tolist()}"
+            )
     counts = _allocate(n_samples, weights)
 
     if feature_scales is None:
