@@ -495,7 +495,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _validated_fit_data(self, X, y):
         """Validated X (CSR if sparse), population labels and indices, private gates."""
-        X, column = split_population_column(X, self.population_column)
+        X, column = split_population_column(X, self.population_column, required=y is None)
         if column is not None:
             if y is not None and not np.array_equal(np.asarray(y), column):
                 raise ValueError(
@@ -768,7 +768,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             ``"full"``: ``f_s(z) + f_k(t)``; ``"shared"``: ``f_s(z)`` alone (the
             "background" of Fig. 2, bottom row); ``"private"``: ``f_k(t)`` alone (Fig. 2,
             third row). ``"auto"`` is ``"full"`` when ``populations`` is given (or
-            ``"private"`` for ``blocks="private"``), else ``"shared"``.
+            ``"private"`` for ``blocks="private"``); without ``populations`` it is
+            ``"shared"`` for ``blocks="shared"`` and an error otherwise, since codes do
+            not say which private decoder to use (pass the populations that
+            :meth:`transform` used, or ``part="shared"`` for the shared part alone).
 
         Returns
         -------
@@ -790,6 +793,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 f"{widths[self.blocks]}."
             )
         if part == "auto":
+            if populations is None and self.blocks != "shared":
+                raise ValueError(
+                    "inverse_transform needs populations to decode the private block of "
+                    "the codes (a full reconstruction): pass the populations that transform "
+                    "used (its predicted ones are model.predict(X)), or part='shared' for the "
+                    "shared part alone."
+                )
             if populations is None:
                 part = "shared"
             else:

@@ -65,11 +65,24 @@ def finite_mode(missing):
     return "allow-nan" if missing == "mask" else True
 
 
-def split_population_column(X, column):
-    """``(X without the population column, the column as ndarray or None)``."""
+def split_population_column(X, column, *, required=False):
+    """``(X without the population column, the column as ndarray or None)``.
+
+    ``required`` (fit without ``y``): a missing column is an error that names it.
+    """
     if column is None:
         return X, None
     if not hasattr(X, "columns") or column not in X.columns:
+        if required:
+            where = (
+                f"X has the columns {list(map(str, X.columns))[:20]}"
+                if hasattr(X, "columns")
+                else "X is not a DataFrame"
+            )
+            raise ValueError(
+                f"population_column={column!r} is not a column of X ({where}), and y is "
+                "None: pass the populations as y, or name the DataFrame column that holds them."
+            )
         return X, None
     return X.drop(columns=[column]), np.asarray(X[column])
 

@@ -95,7 +95,8 @@ def test_inverse_transform_parts(fitted, populations_data):
     private = fitted.inverse_transform(codes, populations=y, part="private")
     np.testing.assert_allclose(full, shared + private, atol=1e-10)  # g(a, b) = a + b
     assert np.mean((full - X) ** 2) < np.mean((X - X.mean(0)) ** 2)
-    np.testing.assert_allclose(fitted.inverse_transform(codes), shared)  # auto -> shared
+    with pytest.raises(ValueError, match="needs populations to decode the private block"):
+        fitted.inverse_transform(codes)  # never quietly the shared part alone
     swapped = fitted.inverse_transform(codes, populations=np.where(y == "pop0", "pop1", "pop0"))
     assert swapped.shape == X.shape and not np.allclose(swapped, full)
 

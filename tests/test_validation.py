@@ -77,3 +77,13 @@ def test_count_likelihood_rejects_negative_values():
     X = np.random.default_rng(0).normal(size=(20, 3))
     with pytest.raises(ValueError, match="non-negative counts"):
         CPVAE(likelihood="poisson", max_iter=1, **CONFIGS["counts"]).fit(X, np.repeat([0, 1], 10))
+
+
+def test_population_column_missing_from_x_names_the_column(populations_data):
+    pd = pytest.importorskip("pandas")
+    X, y, _, _ = populations_data
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(study=y)
+    with pytest.raises(ValueError, match="population_column='stdy' is not a column of X"):
+        CPVAE(population_column="stdy", **SMALL).fit(df)
+    with pytest.raises(ValueError, match="X is not a DataFrame"):
+        CPVAE(population_column="study", **SMALL).fit(X)
