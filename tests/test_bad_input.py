@@ -357,7 +357,8 @@ def test_inverse_transform(fitted, data, part):
         problems.append(r"[Ss]parse")
     if part == "bad":
         problems.append(r"part must be")
-    needs_labels = part in ("full", "private") or (part == "auto" and labels is not None)
+    # The fitted model has both blocks: every part but "shared" needs the populations.
+    needs_labels = part in ("full", "private", "auto")
     if needs_labels and lab_cls == "None":
         problems.append(r"needs populations")
     elif needs_labels and lab_cls in LABEL_PROBLEMS:
