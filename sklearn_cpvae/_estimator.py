@@ -224,7 +224,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     history_ : list of dict
         One record per epoch: ``loss`` (-J), ``recon``, ``kl_shared``, ``kl_private``,
         ``mi`` (minibatch averages, per data point), ``mi_weight``, ``time`` and, with
-        early stopping, the same terms on the validation rows prefixed ``val_``.
+        early stopping, the same terms on the validation rows prefixed ``val_``. With
+        ``standardize``, ``recon`` (and so ``loss``) is the log-density of the
+        standardised rows; :meth:`score_samples` is in the units of X.
     loss_curve_ : list of float
         ``loss`` of each epoch.
     best_loss_ : float
