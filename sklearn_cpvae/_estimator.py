@@ -189,10 +189,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         :func:`sklearn_cpvae.diagnostics.leakage_report`). 0 is eq. 4 as published.
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
-        row. When set, :meth:`fit` takes the population from that column (``y`` may be
-        omitted; if given it must agree), the column is not a feature, and the other
-        methods drop it from X; :meth:`transform` uses it as ``populations`` when that
-        argument is not given. Passing ``y`` instead keeps working in every
+        row. When set, :meth:`fit` and :meth:`score` take the population from that
+        column and ignore ``y`` (which a later Pipeline step can then use as its
+        target), the column is not a feature, and the other methods drop it from X;
+        :meth:`transform` uses it as ``populations`` when that argument is not given.
+        Passing the populations as ``y`` instead keeps working in every
         :class:`~sklearn.pipeline.Pipeline` and search.
     mi_samples : int or None, default=None
         How the MI term of eq. 4 is estimated on each minibatch. None: exactly, running
@@ -391,8 +392,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.precision = precision
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None):
-        """Fit the networks to rows ``X`` of populations ``y``.
+    def fit(self, X, y=None, *, populations=None):
+        """Fit the networks to rows ``X`` of populations ``y`` (or ``populations``).
 
         Parameters
         ----------
@@ -400,7 +401,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             Training rows. CSR/CSC matrices are densified one minibatch at a time.
         y : array-like of shape (n_samples,), default=None
             Population of each row (strings or integers); at least two populations,
-            each with at least two rows. May be None only with ``population_column``.
+            each with at least two rows. Ignored when ``populations`` or
+            ``population_column`` gives the populations, so that a later step of a
+            :class:`~sklearn.pipeline.Pipeline` can use ``y`` as its own target.
+        populations : array-like of shape (n_samples,), default=None
+            Population of each row, passed apart from ``y``. Inside a Pipeline or a
+            search, route it with scikit-learn's metadata routing
+            (``sklearn.set_config(enable_metadata_routing=True)``, then
+            ``CPVAE().set_fit_request(populations=True)`` and, since a Pipeline calls
+            ``fit_transform``, ``.set_transform_request(populations=True)``).
 
         Returns
         -------
@@ -408,7 +417,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        X, classes, y_idx, gate = self._validated_fit_data(X, y)
+        X, classes, y_idx, gate = self._validated_fit_data(X, y, populations)
         seeds = derive_seeds(self.random_state, 5)
         seed_init, seed_train, seed_split, seed_val, seed_is = seeds
         device = resolve_device(self.device)
@@ -495,21 +504,28 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return self
 
-    def _validated_fit_data(self, X, y):
-        """Validated X (CSR if sparse), population labels and indices, private gates."""
-        X, column = split_population_column(X, self.population_column, required=y is None)
-        if column is not None:
-            if y is not None and not np.array_equal(np.asarray(y), column):
+    def _validated_fit_data(self, X, y, populations=None):
+        """Validated X (CSR if sparse), population labels and indices, private gates.
+
+        The populations come from ``populations``, else from ``population_column``, else
+        from ``y``; a ``y`` next to either of the first two is another step's target."""
+        X, column = split_population_column(
+            X, self.population_column, required=y is None and populations is None
+        )
+        if populations is not None:
+            if column is not None and not np.array_equal(np.asarray(populations), column):
                 raise ValueError(
-                    f"y disagrees with the population_column {self.population_column!r} "
-                    "of X; pass one of them."
+                    f"populations disagrees with the population_column "
+                    f"{self.population_column!r} of X; pass one of them."
                 )
+            y = populations
+        elif column is not None:
             y = column
         if y is None:
             raise ValueError(
                 "CPVAE requires y to be passed, but the target y is None: pass the "
-                "population of each row, or X as a DataFrame holding the column named "
-                "by population_column."
+                "population of each row as y or as populations=, or X as a DataFrame "
+                "holding the column named by population_column."
             )
         X, y = validate_data(
             self,
@@ -637,18 +653,20 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         X : {array-like, sparse matrix, DataFrame} of shape (n_samples, n_features)
             Rows to classify.
         y : array-like of shape (n_samples,), default=None
-            True populations. None takes them from ``population_column`` of X, so that
-            a search over a DataFrame with that column needs no ``y``.
+            True populations. When X is a DataFrame holding ``population_column``, that
+            column is used instead (as in :meth:`fit`), so that a search over such a
+            DataFrame scores against the populations whatever ``y`` is.
         sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         score : float
         """
+        _, column = split_population_column(X, self.population_column)
+        if column is not None:
+            y = column
         if y is None:
-            _, y = split_population_column(X, self.population_column)
-            if y is None:
-                raise ValueError("score needs y, or X as a DataFrame holding population_column.")
+            raise ValueError("score needs y, or X as a DataFrame holding population_column.")
         return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X):

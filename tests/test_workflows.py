@@ -92,8 +92,9 @@ def test_dataframe_population_column_in_pipeline():
     np.testing.assert_allclose(codes.to_numpy(), pipe.transform(df).to_numpy())
     rec = model.inverse_transform(codes, y)
     assert list(rec.columns) == genes
-    with pytest.raises(ValueError, match="disagrees"):
-        CPVAE(population_column="study", max_iter=1, **CONFIGS["counts"]).fit(df, y[::-1])
+    # With the column, y is another step's target: CPVAE ignores it.
+    other = clone(pipe).fit(df, y[::-1])
+    np.testing.assert_array_equal(other.transform(df).to_numpy(), pipe.transform(df).to_numpy())
     # predict ignores the column; y-routing in a plain Pipeline keeps working.
     assert model.predict(df.drop(columns="study")).shape == (len(df),)
     make_pipeline(StandardScaler(), CPVAE(max_iter=2, **CONFIGS["counts"])).fit(
@@ -130,3 +131,34 @@ def test_pickle_and_joblib_round_trips_are_identical(fitted, populations_data):
             restored.transform(X, populations=y), fitted.transform(X, populations=y)
         )
         assert restored.history_ == fitted.history_
+
+
+def test_populations_apart_from_y_feed_a_downstream_classifier(populations_data):
+    """Populations routed as metadata (or read from a column) leave y to the next step."""
+    pd = pytest.importorskip("pandas")
+    from sklearn import config_context
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    X, pops, _, _ = populations_data
+    target = (X[:, 0] > np.median(X[:, 0])).astype(int)  # not the population
+    with config_context(enable_metadata_routing=True):
+        # fit and transform must make the same request (fit_transform uses both).
+        cpvae = CPVAE(blocks="shared", **SMALL).set_fit_request(populations=True)
+        cpvae.set_transform_request(populations=True)
+        pipe = make_pipeline(cpvae, LogisticRegression())
+        pipe.fit(X, target, populations=pops)
+        assert list(pipe[0].classes_) == sorted(set(pops))
+        assert set(pipe.predict(X)) <= {0, 1}
+        scores = cross_val_score(pipe, X, target, cv=2, params={"populations": pops})
+        assert np.all(np.isfinite(scores))
+    # Same through population_column, without routing.
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])]).assign(site=pops)
+    pipe = make_pipeline(
+        CPVAE(blocks="shared", population_column="site", **SMALL), LogisticRegression()
+    ).fit(df, target)
+    assert list(pipe[0].classes_) == sorted(set(pops))
+    assert pipe.score(df, target) > 0.5
+    # populations and the column must agree.
+    with pytest.raises(ValueError, match="populations disagrees with the population_column"):
+        CPVAE(population_column="site", **SMALL).fit(df, populations=pops[::-1])
