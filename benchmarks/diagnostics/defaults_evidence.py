@@ -12,8 +12,8 @@ Three measurements, each on data whose answer a linear baseline gets right:
 3. ``units``: three populations with feature variances 3.7 to 114, refitted after
    multiplying X by 1e-3 ... 1e6 or adding 100.
 
-Run: ``python -m benchmarks.diagnostics.defaults_evidence`` (about 3 minutes on one
-core); writes ``benchmarks/results/diagnostics/defaults_evidence.json``.
+Run: ``python -m benchmarks.diagnostics.defaults_evidence`` (about 1.5 to 3 minutes on
+one core); writes ``benchmarks/results/diagnostics/defaults_evidence.json``.
 """
 
 import json
@@ -124,7 +124,7 @@ def epochs():
     out = {}
     for name in ("old_defaults", "new_defaults"):
         out[name] = {}
-        for n in (10, 50, 100, 200, 400):
+        for n in (10, 50, 100, 200, 400, 1000):
             model = fit(
                 X, y, n_shared=2, n_private=2, max_iter=n, n_iter_no_change=n, **CONFIGS[name]
             )
