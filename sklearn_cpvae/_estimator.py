@@ -546,7 +546,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
         gate = private_gate(self.no_private_populations, classes)
-        if self._objective() != "elbo" and self.mi_anneal_epochs > self.max_iter:
+        if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
                 f"{self.max_iter}: alpha will not reach mi_weight={self.mi_weight}.",

@@ -27,6 +27,7 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.exceptions import ConvergenceWarning
 
 from benchmarks._common import git_commit, hardware
+from benchmarks.quality.panel import two_gaussian
 from sklearn_cpvae import CPVAE, _inference
 from sklearn_cpvae._objective import importance_terms
 
@@ -39,13 +40,10 @@ CONFIGS = {
 
 
 def two_gaussians():
-    rng = np.random.default_rng(0)
-    y = np.repeat(["a", "b"], 200)
-    X = rng.normal(size=(400, 10))
-    X[y == "b"] += 1.0
-    te = rng.permutation(400)[:120]
-    tr = np.setdiff1d(np.arange(400), te)
-    return X[tr], y[tr], X[te], y[te]
+    """The panel's two-Gaussian reproducer, as ``X, y, X_test, y_test``."""
+    case = two_gaussian("quick", 0)
+    tr, te = case["split"]
+    return case["X"][tr], case["y"][tr], case["X"][te], case["y"][te]
 
 
 def unequal_scales():
