@@ -157,6 +157,23 @@ def _decode(model, codes, populations, part="full"):
     return np.asarray(model.inverse_transform(codes, populations, part=part), dtype=float)
 
 
+def _unmap(inverse_func, images, offsets=()):
+    """``inverse_func`` applied to each row of images; rows named in ``offsets`` are
+    differences, mapped as ``inverse_func(d) - inverse_func(0)``."""
+    out = {}
+    for name, rows in images.items():
+        mapped = np.asarray(inverse_func(rows), dtype=float)
+        if mapped.shape != rows.shape:
+            raise ValueError(
+                f"inverse_func must return an array of the shape it is given {rows.shape}; "
+                f"got {mapped.shape}."
+            )
+        if name in offsets:
+            mapped = mapped - np.asarray(inverse_func(np.zeros_like(rows)), dtype=float)
+        out[name] = mapped
+    return out
+
+
 class _ImageGridDisplay:
     """A grid of images: one row per named set of images, one column per data row."""
 
@@ -275,6 +292,7 @@ class ReconstructionDisplay(_ImageGridDisplay):
         n_images=8,
         image_shape=None,
         baseline="prior",
+        inverse_func=None,
         ax=None,
         cmap="gray",
         scale="row",
@@ -301,6 +319,11 @@ class ReconstructionDisplay(_ImageGridDisplay):
             :meth:`CPVAE.inverse_transform` gives them (``part="private"``, an offset
             without the feature means, and ``part="shared"``, which holds the average
             image). See the module docstring for why they differ.
+        inverse_func : callable, default=None
+            An affine map from the units of X back to pixel values, for data transformed
+            before ``fit`` (``lambda a: a * scale + mean``); applied to every row in the
+            units of X, and as ``inverse_func(d) - inverse_func(0)`` to the rows that are
+            differences (the shared change; the private offset of ``baseline="none"``).
         ax, cmap, scale
             See :meth:`plot`.
         title : str, default=None
@@ -329,6 +352,10 @@ class ReconstructionDisplay(_ImageGridDisplay):
             shared = _decode(model, codes, pops, part="shared")
             names = ("private only", "shared only")
         images = {"original": x, "full": full, names[0]: private, names[1]: shared}
+        if inverse_func is not None:
+            # The shared change, or the private offset of baseline="none", is a difference.
+            offset = names[1] if baseline == "prior" else names[0]
+            images = _unmap(inverse_func, images, offsets=(offset,))
         display = cls(images, image_shape=image_shape, column_labels=pops, title=title)
         return display.plot(ax=ax, cmap=cmap, scale=scale)
 
@@ -378,6 +405,7 @@ class PopulationSwapDisplay(_ImageGridDisplay):
         *,
         n_images=8,
         image_shape=None,
+        inverse_func=None,
         ax=None,
         cmap="gray",
         scale="row",
@@ -391,7 +419,7 @@ class PopulationSwapDisplay(_ImageGridDisplay):
         X : array-like of shape (n_samples, n_features)
         populations : array-like of shape (n_samples,), default=None
             The rows' own populations, shown above the columns (not used to decode).
-        n_images, image_shape, ax, cmap, scale, title
+        n_images, image_shape, inverse_func, ax, cmap, scale, title
             See :meth:`ReconstructionDisplay.from_estimator`.
 
         Returns
@@ -408,6 +436,8 @@ class PopulationSwapDisplay(_ImageGridDisplay):
         for k in model.classes_:
             as_k = np.full(n, k)
             images[f"as {k}"] = _decode(model, _codes(model, x, as_k), as_k)
+        if inverse_func is not None:
+            images = _unmap(inverse_func, images)
         display = cls(images, image_shape=image_shape, column_labels=labels, title=title)
         return display.plot(ax=ax, cmap=cmap, scale=scale)
 

@@ -249,3 +249,25 @@ def test_missing_matplotlib_names_the_extra(model, images, monkeypatch):
         ReconstructionDisplay.from_estimator(model, X, y)
     with pytest.raises(ImportError, match=r"sklearn-cpvae\[plot\]"):
         TrainingHistoryDisplay.from_estimator(model)
+
+
+def test_inverse_func_maps_rows_and_differences(model, images):
+    X, y, _ = images
+    shift = np.arange(16.0)
+    plain = ReconstructionDisplay.from_estimator(model, X, y, n_images=2)
+    mapped = ReconstructionDisplay.from_estimator(
+        model, X, y, n_images=2, inverse_func=lambda a: 2.0 * a + shift
+    )
+    for name in ("original", "full", "private (z = 0)"):
+        np.testing.assert_allclose(mapped.images[name], 2.0 * plain.images[name] + shift)
+    # A difference is scaled, not shifted.
+    np.testing.assert_allclose(
+        mapped.images["shared (change)"], 2.0 * plain.images["shared (change)"]
+    )
+    swap = PopulationSwapDisplay.from_estimator(model, X, n_images=2, inverse_func=lambda a: -a)
+    assert swap.column_labels is None
+    np.testing.assert_allclose(swap.images["original"], -X[:2])
+    with pytest.raises(ValueError, match="inverse_func must return an array of the shape"):
+        ReconstructionDisplay.from_estimator(model, X, y, inverse_func=lambda a: a[:, :4])
+    for disp in (plain, mapped, swap):
+        plt.close(disp.figure_)
