@@ -1,10 +1,14 @@
-"""Fig. 2, 3 and 4 of the paper (Grassy-MNIST, digits 0-4 vs 5-9).
+"""Fig. 2, 3 and 4 of the paper (Grassy-MNIST, digits 0-4 vs 5-9), drawn with
+:mod:`sklearn_cpvae.plotting`.
 
-* Fig. 2: original / full / private-only / shared-only reconstructions of held-out rows.
+* Fig. 2: original / full / private / shared reconstructions of held-out rows
+  (``ReconstructionDisplay``: the private code decoded on the shared prior mean, and the
+  change the row's shared code makes; ``docs/model.md``, "Private-only and shared-only
+  pictures").
 * Fig. 3: t-SNE of the private codes of population 0-4 next to the plain VAE's codes of
-  the same rows, coloured by digit.
-* Fig. 4 (population swap): each row autoencoded through its own and through the other
-  population's private encoder and decoder (the paper's CelebA Fig. 4 protocol).
+  the same rows, coloured by digit (``EmbeddingDisplay``).
+* Fig. 4 (population swap): each row autoencoded through every population's private
+  encoder and decoder (``PopulationSwapDisplay``; the paper's CelebA Fig. 4 protocol).
 
 ``benchmarks/paper/table1_subgroups.py`` draws them from its first seed's models; to fit
 only those models (Table 1's configuration, one seed) and draw the figures:
@@ -17,11 +21,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.manifold import TSNE
 
 from benchmarks import _common as C
+from sklearn_cpvae.plotting import EmbeddingDisplay, PopulationSwapDisplay, ReconstructionDisplay
 
 N_SHOW = 10  # images per grid (half from each population)
+SHAPE = (28, 28)
 
 
 def _pick(pops, digits, seed=0):
@@ -30,102 +35,81 @@ def _pick(pops, digits, seed=0):
     return np.array([rng.choice(np.flatnonzero(digits == d)) for d in range(N_SHOW)])
 
 
-def _grid(rows, titles, path, suptitle, scale_rows=()):
-    fig, axes = plt.subplots(len(rows), N_SHOW, figsize=(N_SHOW * 0.9, len(rows) * 1.0))
-    for r, (imgs, title) in enumerate(zip(rows, titles)):
-        for c in range(N_SHOW):
-            ax = axes[r, c]
-            img = imgs[c].reshape(28, 28)
-            if r in scale_rows:  # a part alone: stretch its own range to show its content
-                ax.imshow(img, cmap="gray", vmin=img.min(), vmax=img.max())
-            else:
-                ax.imshow(img, cmap="gray", vmin=0.0, vmax=1.25)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if c == 0:
-                ax.set_ylabel(title, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(suptitle, fontsize=9)
-    fig.tight_layout()
+def _unstandardise(norm):
+    """The benchmark's ``(X - mean) / scale`` undone, for display in pixel values."""
+    mean, scale = norm
+    return lambda a: a * scale + mean
+
+
+def _save(fig, name):
     C.FIGURES.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    path = C.FIGURES / name
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+    return path
 
 
 def fig2_reconstructions(model, test, norm, name="fig2_reconstructions.png"):
     X, pops, digits = test[:3]
-    mean, scale = norm
     idx = _pick(pops, digits)
-    x, p = X[idx], pops[idx]
-    codes = model.transform(x, populations=p)
-    rows = [
-        x * scale + mean,
-        model.inverse_transform(codes, p, part="full") * scale + mean,
-        model.inverse_transform(codes, p, part="private") * scale,
-        model.inverse_transform(codes, part="shared") * scale + mean,
-    ]
-    path = C.FIGURES / name
-    _grid(
-        rows,
-        ["original", "full", "private\nonly", "shared\nonly"],
-        path,
-        "Grassy-MNIST, held-out rows (digits 0-4 | 5-9): CPVAE reconstructions "
-        "(private-only row: each image on its own grey scale)",
-        scale_rows=(2,),
+    disp = ReconstructionDisplay.from_estimator(
+        model,
+        X[idx],
+        pops[idx],
+        n_images=N_SHOW,
+        image_shape=SHAPE,
+        inverse_func=_unstandardise(norm),
+        title="Grassy-MNIST, held-out rows (population above each column): CPVAE "
+        "reconstructions; each row on its own grey scale",
     )
-    return path
+    return _save(disp.figure_, name)
 
 
 def fig4_swap(model, test, norm, name="fig4_population_swap.png"):
     X, pops, digits = test[:3]
-    mean, scale = norm
     idx = _pick(pops, digits, seed=1)
-    x, p = X[idx], pops[idx]
-    other = 1 - p
-    own = model.transform(x, populations=p)
-    swapped = model.transform(x, populations=other)
-    rows = [
-        x * scale + mean,
-        model.inverse_transform(own, p, part="full") * scale + mean,
-        model.inverse_transform(swapped, other, part="full") * scale + mean,
-        model.inverse_transform(own, part="shared") * scale + mean,
-    ]
-    path = C.FIGURES / name
-    _grid(
-        rows,
-        ["original", "own\nprivate", "other\nprivate", "shared\nonly"],
-        path,
-        "Population swap: rows reconstructed through their own population's private "
-        "encoder/decoder and through the other population's",
+    disp = PopulationSwapDisplay.from_estimator(
+        model,
+        X[idx],
+        pops[idx],
+        n_images=N_SHOW,
+        image_shape=SHAPE,
+        inverse_func=_unstandardise(norm),
+        title="Population swap: rows (own population above each column) reconstructed "
+        "through each population's private encoder and decoder",
     )
-    return path
+    return _save(disp.figure_, name)
 
 
 def fig3_tsne(model, vae, test, name="fig3_tsne.png", seed=0, n_max=1000):
     X, pops, digits = test[:3]
     rows = np.flatnonzero(pops == 0)[:n_max]
-    t = model.set_params(blocks="private").transform(X[rows], populations=pops[rows])
-    model.set_params(blocks="both")
-    v = vae.transform(X[rows])
     fig, axes = plt.subplots(1, 2, figsize=(9, 4.2))
-    for ax, codes, title in (
-        (axes[0], t, "CPVAE private space (population 0-4)"),
-        (axes[1], v, "plain VAE latent space (same rows)"),
-    ):
-        emb = TSNE(n_components=2, init="pca", random_state=seed, perplexity=30).fit_transform(
-            codes
-        )
-        for d in range(5):
-            m = digits[rows] == d
-            ax.scatter(emb[m, 0], emb[m, 1], s=4, label=str(d))
-        ax.set_title(title, fontsize=9)
+    EmbeddingDisplay.from_estimator(
+        model,
+        X[rows],
+        pops[rows],
+        space="private",
+        labels=digits[rows],
+        method="tsne",
+        random_state=seed,
+        title="CPVAE private space (population 0-4)",
+        ax=axes[0],
+    )
+    EmbeddingDisplay.from_codes(
+        vae.transform(X[rows]),
+        digits[rows],
+        method="tsne",
+        random_state=seed,
+        title="plain VAE latent space (same rows)",
+        ax=axes[1],
+    )
+    for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    axes[0].legend(title="digit", markerscale=3, fontsize=7)
+    axes[0].get_legend().set_title("digit")
     fig.tight_layout()
-    path = C.FIGURES / name
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, name)
 
 
 def draw_all(models, test, norm, variant="anneal", log=print):
