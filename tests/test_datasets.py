@@ -604,3 +604,178 @@ def test_load_shared_npz_real():
     mice = load_shared_npz("mice_protein", SHARED)
     assert mice.X.shape == (1080, 77) and mice.X.dtype == np.float32
     assert np.isnan(mice.X).sum() == 1396
+
+
+# --------------------------------------------------------------------------- packaged copies
+
+FETCHERS = {
+    fetch_mnist: "mnist",
+    fetch_fashion_mnist: "fashion_mnist",
+    fetch_cifar10: "cifar10_jpeg",
+    fetch_mice_protein: "mice_protein",
+    fetch_heart_disease: "heart_disease_multisite",
+    fetch_wine_quality: "wine_quality",
+}
+
+
+def _write_packaged(root, name, rng):
+    """A few rows of ``name`` in the packaged layout (the keys of shared/data's files)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if name in ("mnist", "fashion_mnist", "cifar10_jpeg"):
+        shape = (32, 32, 3) if name == "cifar10_jpeg" else (28, 28)
+        arrays = {
+            "X_train": rng.integers(0, 256, size=(6, *shape), dtype=np.uint8),
+            "y_train": np.array([0, 1, 2, 3, 8, 9], dtype=np.uint8),
+            "X_test": rng.integers(0, 256, size=(4, *shape), dtype=np.uint8),
+            "y_test": np.array([9, 5, 5, 0], dtype=np.uint8),
+        }
+        if name == "cifar10_jpeg":
+            arrays["class_names"] = np.array([f"class{i}" for i in range(10)])
+    elif name == "mice_protein":
+        arrays = {
+            "X": np.array([[0.5, np.nan], [0.25, 1.0], [0.75, 2.0]], dtype=np.float32),
+            "protein_names": np.array(["DYRK1A_N", "ITSN1_N"]),
+            "mouse_id": np.array(["309", "309", "J3295"]),
+            "measurement_id": np.array(["309_1", "309_2", "J3295_1"]),
+            "genotype": np.array(["Ts65Dn", "Control", "Ts65Dn"]),
+            "treatment": np.array(["Saline", "Saline", "Memantine"]),
+            "behavior": np.array(["S/C", "C/S", "S/C"]),
+            "class_label": np.array(["t-SC-s", "c-CS-s", "t-SC-m"]),
+        }
+    elif name == "heart_disease_multisite":
+        arrays = {
+            "X": rng.normal(size=(5, 13)).astype(np.float32),
+            "num": np.array([0, 1, 4, 0, 2], dtype=np.int8),
+            "site": np.array([0, 1, 1, 2, 3], dtype=np.int8),
+            "feature_names": np.array(_tabular.HEART_DISEASE_FEATURES),
+            "site_names": np.array(_tabular.HEART_DISEASE_SITES),
+        }
+    else:
+        arrays = {
+            "X": rng.normal(size=(4, 11)).astype(np.float32),
+            "quality": np.array([5, 6, 7, 3], dtype=np.int8),
+            "color": np.array([0, 0, 1, 1], dtype=np.int8),
+            "feature_names": np.array([f"feature {i}" for i in range(11)]),
+            "color_names": np.array(["red", "white"]),
+        }
+    np.savez(folder / f"{name}.npz", **arrays)
+    return arrays
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(url, path):
+        raise AssertionError(f"must not download {url}")
+
+    monkeypatch.setattr(_base, "_download", refuse)
+
+
+@pytest.mark.parametrize("fetch", list(FETCHERS), ids=lambda f: f.__name__)
+def test_fetchers_read_packaged_copy_with_uniform_keys(fetch, tmp_path, no_network):
+    arrays = _write_packaged(tmp_path, FETCHERS[fetch], np.random.default_rng(0))
+    bunch = fetch(tmp_path)  # download allowed, yet the local copy must be used
+    for key in ("data", "target", "populations", "population_names", "feature_names"):
+        assert key in bunch, key
+    assert bunch.frame is None and "packaged copy" in bunch.DESCR
+    n = len(bunch.data)
+    assert bunch.data.ndim == 2 and bunch.target.shape == bunch.populations.shape == (n,)
+    assert bunch.populations.dtype == np.int64 and len(bunch.feature_names) == bunch.data.shape[1]
+    assert 0 <= bunch.populations.min() and bunch.populations.max() < len(bunch.population_names)
+    first_x = next(k for k in ("X_train", "X") if k in arrays)
+    expected = arrays[first_x].reshape(len(arrays[first_x]), -1)
+    np.testing.assert_array_equal(bunch.data, expected)
+
+
+def test_packaged_populations_and_labels(tmp_path, no_network):
+    rng = np.random.default_rng(0)
+    for name in FETCHERS.values():
+        _write_packaged(tmp_path, name, rng)
+    mnist = fetch_mnist(tmp_path, subset="all")
+    np.testing.assert_array_equal(mnist.target, [0, 1, 2, 3, 8, 9, 9, 5, 5, 0])
+    np.testing.assert_array_equal(mnist.populations, mnist.target)
+    assert mnist.images.shape == (10, 28, 28) and "one grey level" in mnist.DESCR
+    assert "4 test images" in fetch_fashion_mnist(tmp_path, subset="test").DESCR
+    cifar = fetch_cifar10(tmp_path, subset="test")
+    assert cifar.feature_names[:4].tolist() == [
+        "pixel_0_0_R", "pixel_0_0_G", "pixel_0_0_B", "pixel_0_1_R",
+    ]  # fmt: skip
+    assert cifar.target_names[9] == "class9" and "JPEG" in cifar.DESCR
+    mice = fetch_mice_protein(tmp_path)
+    assert mice.population_names.tolist() == ["Control", "Ts65Dn"]
+    np.testing.assert_array_equal(mice.populations, [1, 0, 1])
+    assert mice.feature_names.tolist() == ["DYRK1A_N", "ITSN1_N"] and np.isnan(mice.data[0, 1])
+    assert mice.mouse_id.tolist() == ["309", "309", "J3295"]
+    heart = fetch_heart_disease(tmp_path)
+    np.testing.assert_array_equal(heart.populations, [0, 1, 1, 2, 3])
+    np.testing.assert_array_equal(heart.site, heart.populations)
+    assert heart.target.dtype == np.int64 and heart.target.tolist() == [0, 1, 4, 0, 2]
+    wine = fetch_wine_quality(tmp_path)
+    assert wine.population_names.tolist() == ["red", "white"]
+    np.testing.assert_array_equal(wine.color, [0, 0, 1, 1])
+    assert wine.feature_names[0] == "feature 0"
+
+
+def test_original_files_win_over_packaged_copy(tmp_path, no_network):
+    _write_packaged(tmp_path, "mnist", np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    labels = np.array([7, 7, 7], dtype="u1")
+    _write_fake_idx_set(tmp_path / "mnist" / "raw", train, labels, train[:1], labels[:1])
+    bunch = fetch_mnist(tmp_path)
+    np.testing.assert_array_equal(bunch.images, train)
+    assert "packaged" not in bunch.DESCR
+    # A raw set with a file missing is not a copy: the packaged one is read instead.
+    (tmp_path / "mnist" / "mnist_parsed.npz").unlink()
+    (tmp_path / "mnist" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    assert len(fetch_mnist(tmp_path).data) == 6
+
+
+def test_missing_everywhere_names_both_local_layouts(tmp_path, no_network):
+    with pytest.raises(FileNotFoundError, match="heart_disease_multisite.npz") as info:
+        fetch_heart_disease(tmp_path, download_if_missing=False)
+    assert "processed.cleveland.data" in str(info.value)
+
+
+def test_without_local_copy_the_original_files_are_downloaded(tmp_path, monkeypatch):
+    header = ";".join(["a"] * 11 + ["quality"]) + "\n"
+    served = []
+
+    def fake_download(url, path):
+        served.append(url.rsplit("/", 1)[1])
+        Path(path).write_text(header + ";".join(["1"] * 11 + ["5"]) + "\n")
+
+    monkeypatch.setattr(_base, "_download", fake_download)
+    bunch = fetch_wine_quality(tmp_path)
+    assert served == ["winequality-red.csv", "winequality-white.csv"]
+    np.testing.assert_array_equal(bunch.populations, [0, 1])
+    assert (tmp_path / "wine_quality" / "wine_quality_parsed.npz").exists()
+
+
+@pytest.mark.parametrize("fetch", [fetch_heart_disease, fetch_fashion_mnist])
+def test_as_frame(fetch, tmp_path, no_network):
+    pd = pytest.importorskip("pandas")
+    _write_packaged(tmp_path, FETCHERS[fetch], np.random.default_rng(0))
+    bunch = fetch(tmp_path, as_frame=True)
+    assert isinstance(bunch.data, pd.DataFrame) and isinstance(bunch.target, pd.Series)
+    assert isinstance(bunch.populations, pd.Series) and bunch.populations.name == "population"
+    assert list(bunch.data.columns) == bunch.feature_names.tolist()
+    assert list(bunch.frame.columns) == [*bunch.feature_names, "target", "population"]
+    plain = fetch(tmp_path)
+    np.testing.assert_array_equal(bunch.frame["population"].to_numpy(), plain.populations)
+    np.testing.assert_array_equal(bunch.data.to_numpy(), plain.data)
+    X, y = fetch(tmp_path, as_frame=True, return_X_y=True)
+    assert isinstance(X, pd.DataFrame) and isinstance(y, pd.Series)
+    with pytest.raises(TypeError, match="as_frame"):
+        fetch(tmp_path, as_frame="yes")
+
+
+@needs_shared
+@pytest.mark.parametrize("fetch", list(FETCHERS), ids=lambda f: f.__name__)
+def test_fetchers_read_shared_data_offline(fetch, no_network):
+    bunch = fetch(SHARED, download_if_missing=False)
+    shared = load_shared_npz(FETCHERS[fetch], SHARED)
+    X = shared["X_train"] if "X_train" in shared else shared["X"]
+    np.testing.assert_array_equal(bunch.data, X.reshape(len(X), -1))
+    counts = np.bincount(bunch.populations)
+    assert len(counts) == len(bunch.population_names) and counts.min() > 0

@@ -198,26 +198,18 @@ def make_grassy_mnist(
 
 
 def _load_mnist(data_home, subset):
-    """MNIST images and labels: shared-layout npz first, else the fetch_mnist cache."""
+    """MNIST images and labels from any local copy :func:`fetch_mnist` reads; no download."""
     from ._images import fetch_mnist
 
     try:
-        mnist = load_shared_npz("mnist", data_home)
+        bunch = fetch_mnist(data_home, subset=subset, download_if_missing=False)
     except FileNotFoundError:
-        try:
-            bunch = fetch_mnist(data_home, subset=subset, download_if_missing=False)
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"MNIST not found under {data_home}: expected mnist/mnist.npz (shared "
-                f"data layout) or the cache written by fetch_mnist(data_home)."
-            ) from None
-        return bunch.images, bunch.target
-    if subset == "all":
-        return (
-            np.concatenate([mnist.X_train, mnist.X_test]),
-            np.concatenate([mnist.y_train, mnist.y_test]),
-        )
-    return mnist[f"X_{subset}"], mnist[f"y_{subset}"]
+        raise FileNotFoundError(
+            f"MNIST not found under {data_home}: expected mnist/mnist.npz (packaged "
+            f"layout), the original IDX files in mnist/raw/, or the cache written by "
+            f"fetch_mnist(data_home)."
+        ) from None
+    return bunch.images, bunch.target
 
 
 def load_grassy_mnist(
