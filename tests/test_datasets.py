@@ -11,7 +11,9 @@ import io
 import os
 import pickle
 import struct
+import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import pytest
 from sklearn_cpvae import datasets
 from sklearn_cpvae.datasets import (
     _base,
+    _grassy_mnist,
     _images,
     _tabular,
     fetch_cifar10,
@@ -29,6 +32,7 @@ from sklearn_cpvae.datasets import (
     fetch_mnist,
     fetch_wine_quality,
     get_data_home,
+    load_grass_backgrounds,
     load_grassy_mnist,
     load_shared_npz,
     make_grassy_mnist,
@@ -250,6 +254,79 @@ def test_load_grassy_mnist_real_data():
     assert bunch.data.shape == (500, 784) and bunch.data.dtype == np.float32
     assert 0 <= bunch.data.min() and bunch.data.max() <= 1.25 + 1e-6
     np.testing.assert_array_equal(bunch.target, (bunch.digit >= 5).astype(int))
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+
+def _write_texture(root, texture):
+    (root / "skimage_textures").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "skimage_textures" / "skimage_textures.npz", grass=texture)
+
+
+def test_texture_tiles_are_disjoint_row_major_pieces():
+    texture = np.arange(512 * 512, dtype=np.int64).reshape(512, 512)
+    tiles = _grassy_mnist._texture_tiles(texture)
+    assert tiles.shape == (25, 100, 100)
+    np.testing.assert_array_equal(tiles[0], texture[:100, :100])
+    np.testing.assert_array_equal(tiles[7], texture[100:200, 200:300])
+    assert len(np.unique(tiles)) == tiles.size  # no pixel in two tiles
+
+
+def test_background_auto_prefers_imagenet_then_warns_for_textures(tmp_path):
+    _write_shared_layout(tmp_path, np.random.default_rng(0))
+    _write_texture(tmp_path, np.zeros((300, 300), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        photos, source = load_grass_backgrounds(tmp_path)
+    assert source == "imagenet" and photos.shape == (4, 100, 100)
+    (tmp_path / "grass_imagenet" / "grass_imagenet.npz").unlink()
+    with pytest.warns(UserWarning, match="background='textures'"):
+        photos, source = load_grass_backgrounds(tmp_path)
+    assert source == "textures" and photos.shape == (9, 100, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_grass_backgrounds(tmp_path, background="textures")[1] == "textures"
+    with pytest.raises(FileNotFoundError, match="background='textures'"):
+        load_grass_backgrounds(tmp_path, background="imagenet")
+    with pytest.raises(ValueError, match="background must be one of"):
+        load_grass_backgrounds(tmp_path, background="grass")
+    with pytest.raises(ValueError, match="background must be one of"):
+        load_grassy_mnist(tmp_path, background="grass")
+
+
+def test_textures_without_any_copy_name_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as if scikit-image were absent
+    with pytest.raises(FileNotFoundError, match="scikit-image"):
+        load_grass_backgrounds(tmp_path, background="textures")
+
+
+def test_load_grassy_mnist_on_texture_tiles(tmp_path):
+    _write_shared_layout(tmp_path, np.random.default_rng(0))
+    (tmp_path / "grass_imagenet" / "grass_imagenet.npz").unlink()
+    # Each 100x100 tile has its own constant grey level, so a crop names its tile.
+    levels = np.arange(10, 260, 10, dtype=np.uint8).reshape(5, 5)
+    _write_texture(tmp_path, np.kron(levels, np.ones((100, 100), dtype=np.uint8)))
+    bunch = load_grassy_mnist(
+        tmp_path, subset="all", return_background=True, background="textures", random_state=1
+    )
+    assert bunch.background_source == "textures" and "CC0" in bunch.DESCR
+    assert bunch.data.shape == (50, 784) and bunch.background.shape == (50, 784)
+    digits = load_shared_npz("mnist", tmp_path)
+    ink = np.concatenate([digits.X_train, digits.X_test]).reshape(50, -1)
+    grass = bunch.data - np.float32(0.25) * ink.astype(np.float32) / np.float32(255)
+    target_levels = set(np.round(grass * 255).astype(int).ravel())
+    background_levels = set(np.round(bunch.background * 255).astype(int).ravel())
+    assert target_levels.isdisjoint(background_levels)  # the halves share no tile
+    assert target_levels | background_levels <= set(levels.ravel().tolist())
+
+
+@needs_shared
+def test_shared_texture_tiles():
+    photos, source = load_grass_backgrounds(SHARED, background="textures")
+    assert source == "textures" and photos.shape == (25, 100, 100) and photos.dtype == np.uint8
+    texture = load_shared_npz("skimage_textures", SHARED)["grass"]
+    np.testing.assert_array_equal(photos[24], texture[400:500, 400:500])
 
 
 # --------------------------------------------------------------------------- download plumbing

@@ -1,7 +1,9 @@
 """Datasets for cross-population experiments.
 
 * :func:`make_grassy_mnist` / :func:`load_grassy_mnist` build Grassy-MNIST
-  (digits superimposed on grass photos, the contrastive-PCA benchmark).
+  (digits superimposed on grass photos, the contrastive-PCA benchmark);
+  :func:`load_grass_backgrounds` reads the ImageNet grass photos, or the CC0
+  scikit-image grass texture where they are absent.
 * ``fetch_*`` return a public dataset, read from a local copy when ``data_home``
   (default ``$SKLEARN_CPVAE_DATA`` or ``~/sklearn_cpvae_data``) holds one, and
   downloaded from the original source only when it does not.
@@ -67,7 +69,9 @@ Examples
 
 from ._base import DATA_HOME_ENV, get_data_home, load_shared_npz
 from ._grassy_mnist import (
+    BACKGROUND_SOURCES,
     DIGIT_POPULATIONS,
+    load_grass_backgrounds,
     load_grassy_mnist,
     make_grassy_mnist,
     population_names,
@@ -77,6 +81,7 @@ from ._synthetic import make_cross_population
 from ._tabular import fetch_heart_disease, fetch_mice_protein, fetch_wine_quality
 
 __all__ = [
+    "BACKGROUND_SOURCES",
     "DATA_HOME_ENV",
     "DIGIT_POPULATIONS",
     "fetch_cifar10",
@@ -86,6 +91,7 @@ __all__ = [
     "fetch_mnist",
     "fetch_wine_quality",
     "get_data_home",
+    "load_grass_backgrounds",
     "load_grassy_mnist",
     "load_shared_npz",
     "make_cross_population",
