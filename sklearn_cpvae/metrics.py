@@ -1,10 +1,11 @@
 """Scorers for model selection with the library's estimators.
 
 scikit-learn turns ``scoring`` strings into scorers built from ``predict``-like
-outputs; ``scoring="score_samples"`` is rejected. :func:`log_likelihood_scorer` is a
-callable with the scorer signature ``scorer(estimator, X, y)`` that scores a fitted
-model by its mean held-out log-likelihood, so that a search can pick the
-hyper-parameters under which unseen rows are most probable.
+outputs; ``scoring="score_samples"`` is rejected. :data:`log_likelihood_scorer` (an
+instance of :class:`LogLikelihoodScorer`) has the scorer signature
+``scorer(estimator, X, y)`` and scores a fitted model by its mean held-out
+log-likelihood, so that a search can pick the hyper-parameters under which unseen rows
+are most probable.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
+from sklearn import get_config
 from sklearn.pipeline import Pipeline
+from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
 
 
 def _final_step(estimator):
@@ -81,11 +84,11 @@ def mean_log_likelihood(log_likelihood, sample_weight=None):
     return float(np.average(log_likelihood, weights=sample_weight))
 
 
-def log_likelihood_scorer(estimator, X, y=None, *, populations=None, sample_weight=None):
+class LogLikelihoodScorer:
     """Mean held-out log-likelihood of a fitted model, for ``scoring=`` in searches.
 
     Calls the model's ``score_samples`` on ``X`` and averages it (higher is better,
-    as scikit-learn's searches expect). Pass the function itself, not a string:
+    as scikit-learn's searches expect). Pass the scorer object, not a string:
     ``GridSearchCV(CPVAE(), grid, scoring=log_likelihood_scorer)``.
 
     The populations are found as :meth:`CPVAE.score <sklearn_cpvae.CPVAE.score>`
@@ -94,6 +97,15 @@ def log_likelihood_scorer(estimator, X, y=None, *, populations=None, sample_weig
     own population ``k``. With none of these, each row scores the mixture
     ``log sum_k priors_[k] p(x | k)``. A model whose ``score_samples`` takes no
     populations (e.g. :class:`~sklearn_cpvae.VAE`) ignores them.
+
+    With metadata routing enabled (``sklearn.set_config(enable_metadata_routing=True)``)
+    and the populations routed to ``fit`` as ``populations=`` rather than given as
+    ``y``, route them to the scorer too, on a scorer of its own:
+    ``LogLikelihoodScorer().set_score_request(populations=True)``; scikit-learn
+    raises until the scorer says whether it takes them, so that ``y`` is never
+    silently used in their place.
+
+    Calling the scorer takes these parameters:
 
     Parameters
     ----------
@@ -124,8 +136,7 @@ def log_likelihood_scorer(estimator, X, y=None, *, populations=None, sample_weig
     --------
     >>> import numpy as np
     >>> from sklearn.model_selection import GridSearchCV
-    >>> from sklearn_cpvae import CPVAE
-    >>> from sklearn_cpvae.metrics import log_likelihood_scorer
+    >>> from sklearn_cpvae import CPVAE, log_likelihood_scorer
     >>> rng = np.random.default_rng(0)
     >>> X = np.vstack([rng.normal(0, 1, (30, 4)), rng.normal(2, 1, (30, 4))])
     >>> y = np.repeat([0, 1], 30)
@@ -138,16 +149,65 @@ def log_likelihood_scorer(estimator, X, y=None, *, populations=None, sample_weig
     >>> bool(np.isfinite(search.best_score_))
     True
     """
-    head, model = _final_step(estimator)
-    if not callable(getattr(model, "score_samples", None)):
-        raise TypeError(
-            f"log_likelihood_scorer needs a model with score_samples; "
-            f"{type(model).__name__} has none."
-        )
-    pops = _resolve_populations(model, X, y, populations)
-    Xt = X if head is None else head.transform(X)
-    if pops is None:
-        log_likelihood = model.score_samples(Xt)
-    else:
-        log_likelihood = model.score_samples(Xt, populations=pops)
-    return mean_log_likelihood(log_likelihood, sample_weight)
+
+    def __call__(self, estimator, X, y=None, *, populations=None, sample_weight=None):
+        head, model = _final_step(estimator)
+        if not callable(getattr(model, "score_samples", None)):
+            raise TypeError(
+                f"log_likelihood_scorer needs a model with score_samples; "
+                f"{type(model).__name__} has none."
+            )
+        pops = _resolve_populations(model, X, y, populations)
+        Xt = X if head is None else head.transform(X)
+        if pops is None:
+            log_likelihood = model.score_samples(Xt)
+        else:
+            log_likelihood = model.score_samples(Xt, populations=pops)
+        return mean_log_likelihood(log_likelihood, sample_weight)
+
+    def set_score_request(self, *, populations=UNCHANGED, sample_weight=UNCHANGED):
+        """Say which routed metadata the scorer takes (metadata routing only).
+
+        Parameters
+        ----------
+        populations, sample_weight : bool, None, str or UNCHANGED, default=UNCHANGED
+            True: take the metadata of that name; False: do not; a string: take the
+            metadata passed under that name; None: raise if it is passed.
+
+        Returns
+        -------
+        self : LogLikelihoodScorer
+        """
+        if not get_config()["enable_metadata_routing"]:
+            raise RuntimeError(
+                "set_score_request is only available when metadata routing is enabled: "
+                "sklearn.set_config(enable_metadata_routing=True)."
+            )
+        request = self.get_metadata_routing()
+        for param, alias in (("populations", populations), ("sample_weight", sample_weight)):
+            if alias is not UNCHANGED:
+                request.score.add_request(param=param, alias=alias)
+        self._metadata_request = request
+        return self
+
+    def get_metadata_routing(self):
+        """The metadata the scorer takes: none until :meth:`set_score_request` says.
+
+        Returns
+        -------
+        routing : sklearn.utils.metadata_routing.MetadataRequest
+        """
+        request = getattr(self, "_metadata_request", None)
+        if request is None:
+            request = MetadataRequest(owner=type(self).__name__)
+            # None: scikit-learn raises if these are routed before a request is set.
+            request.score.add_request(param="populations", alias=None)
+            request.score.add_request(param="sample_weight", alias=None)
+        return request.__sklearn_clone__()
+
+    def __repr__(self):
+        return "LogLikelihoodScorer()"
+
+
+#: The default :class:`LogLikelihoodScorer`: ``scoring=log_likelihood_scorer``.
+log_likelihood_scorer = LogLikelihoodScorer()

@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import sklearn
 from _data import make_populations
 from conftest import CONFIGS
 from sklearn.base import clone
+from sklearn.exceptions import UnsetMetadataPassedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.pipeline import make_pipeline
@@ -12,7 +14,7 @@ from sklearn.preprocessing import StandardScaler
 
 import sklearn_cpvae
 from sklearn_cpvae import CPVAE, VAE
-from sklearn_cpvae.metrics import log_likelihood_scorer, mean_log_likelihood
+from sklearn_cpvae.metrics import LogLikelihoodScorer, log_likelihood_scorer, mean_log_likelihood
 
 TINY = CONFIGS["persistence"]
 # The tiny fits stop at max_iter on purpose.
@@ -84,6 +86,31 @@ def test_grid_search_scores_are_held_out_log_likelihoods(data):
     manual = clone(CPVAE(**TINY)).set_params(n_private=2).fit(X[train], y[train])
     expected = manual.score_samples(X[test], populations=y[test]).mean()
     assert scores[1] == pytest.approx(expected, rel=1e-10)
+
+
+def test_routed_populations_must_be_requested_by_the_scorer(data):
+    X, y = data
+    other_labels = np.arange(len(y)) % 3  # y of a later step, not the populations
+    cv = KFold(2, shuffle=True, random_state=0)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = CPVAE(**TINY).set_fit_request(populations=True)
+        search = GridSearchCV(
+            model, {"n_private": [2]}, scoring=log_likelihood_scorer, cv=cv, error_score="raise"
+        )
+        with pytest.raises(UnsetMetadataPassedError, match="LogLikelihoodScorer"):
+            search.fit(X, other_labels, populations=y)
+        scorer = LogLikelihoodScorer().set_score_request(populations=True)
+        search.set_params(scoring=scorer).fit(X, other_labels, populations=y)
+    train, test = next(cv.split(X))
+    manual = CPVAE(**TINY).set_params(n_private=2).fit(X[train], y[train])
+    expected = manual.score_samples(X[test], populations=y[test]).mean()
+    assert search.cv_results_["split0_test_score"][0] == pytest.approx(expected, rel=1e-10)
+    assert "_metadata_request" not in vars(log_likelihood_scorer)  # the shared one is untouched
+
+
+def test_set_score_request_needs_routing():
+    with pytest.raises(RuntimeError, match="enable_metadata_routing"):
+        LogLikelihoodScorer().set_score_request(populations=True)
 
 
 def test_pipeline_transforms_before_scoring(data):
