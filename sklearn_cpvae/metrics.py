@@ -15,7 +15,7 @@ import inspect
 import numpy as np
 from sklearn import get_config
 from sklearn.pipeline import Pipeline
-from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest
+from sklearn.utils.metadata_routing import UNCHANGED, MetadataRequest, get_routing_for_object
 
 
 def _final_step(estimator):
@@ -203,7 +203,7 @@ class LogLikelihoodScorer:
             # None: scikit-learn raises if these are routed before a request is set.
             request.score.add_request(param="populations", alias=None)
             request.score.add_request(param="sample_weight", alias=None)
-        return request.__sklearn_clone__()
+        return get_routing_for_object(request)  # a copy: callers may not alter ours
 
     def __repr__(self):
         return "LogLikelihoodScorer()"
