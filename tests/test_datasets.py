@@ -856,3 +856,17 @@ def test_fetchers_read_shared_data_offline(fetch, no_network):
     np.testing.assert_array_equal(bunch.data, X.reshape(len(X), -1))
     counts = np.bincount(bunch.populations)
     assert len(counts) == len(bunch.population_names) and counts.min() > 0
+
+
+def test_original_files_in_a_read_only_folder_are_read(tmp_path, monkeypatch, no_network):
+    rng = np.random.default_rng(2)
+    train = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    labels = np.array([1, 2, 3], dtype="u1")
+    _write_fake_idx_set(tmp_path / "mnist" / "raw", train, labels, train[:1], labels[:1])
+
+    def read_only(src, dst):
+        raise PermissionError(f"read-only: {dst}")
+
+    monkeypatch.setattr(_base.os, "replace", read_only)
+    np.testing.assert_array_equal(fetch_mnist(tmp_path).images, train)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["raw"]

@@ -113,15 +113,20 @@ def _fetch_remote(remote, directory, *, download_if_missing=True):
 def _load_or_build_cache(cache_path, build):
     """Return the arrays cached in ``cache_path``; if absent, ``build()`` and save them."""
     cache_path = Path(cache_path)
-    if cache_path.exists() or build is None:
+    if cache_path.exists():
         with np.load(cache_path) as f:
             return {key: f[key] for key in f.files}
     arrays = build()
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
     partial = cache_path.with_name(cache_path.name + ".part")
-    with open(partial, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(partial, cache_path)
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(partial, cache_path)
+    except OSError:
+        # A read-only data folder holding the original files is still a valid copy:
+        # the arrays are returned, only the shortcut for the next call is lost.
+        partial.unlink(missing_ok=True)
     return arrays
 
 
@@ -177,9 +182,7 @@ def _raw_files_present(remotes, directory):
     return all((Path(directory) / r.filename).exists() for r in remotes)
 
 
-def _resolve_local_or_remote(
-    folder, remotes, parse, packaged, data_home, download_if_missing, *, raw_hint=""
-):
+def _resolve_local_or_remote(folder, remotes, parse, packaged, data_home, download_if_missing):
     """Arrays of one dataset, from the first source found under ``data_home``.
 
     Looked up in this order, so that an exact local copy always wins and the network
@@ -214,7 +217,7 @@ def _resolve_local_or_remote(
     raw_dir = home / folder / "raw"
     cache_path = home / folder / f"{folder}_parsed.npz"
     if cache_path.exists():
-        return _load_or_build_cache(cache_path, None), "cache"
+        return _load_or_build_cache(cache_path, build=None), "cache"
     if _raw_files_present(remotes, raw_dir):
         paths = [raw_dir / r.filename for r in remotes]
         return _load_or_build_cache(cache_path, lambda: parse(paths)), "raw"
@@ -227,7 +230,7 @@ def _resolve_local_or_remote(
         raise FileNotFoundError(
             f"No local copy of {folder} under {home} and download_if_missing=False: "
             f"expected the original files {[r.filename for r in remotes]} in {raw_dir}"
-            f"{raw_hint}{where}. Call again with download_if_missing=True, or point "
+            f"{where}. Call again with download_if_missing=True, or point "
             f"data_home (or {DATA_HOME_ENV}) at a folder holding one of them."
         )
 
