@@ -11,7 +11,9 @@ import io
 import os
 import pickle
 import struct
+import sys
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import pytest
 from sklearn_cpvae import datasets
 from sklearn_cpvae.datasets import (
     _base,
+    _grassy_mnist,
     _images,
     _tabular,
     fetch_cifar10,
@@ -29,6 +32,7 @@ from sklearn_cpvae.datasets import (
     fetch_mnist,
     fetch_wine_quality,
     get_data_home,
+    load_grass_backgrounds,
     load_grassy_mnist,
     load_shared_npz,
     make_grassy_mnist,
@@ -250,6 +254,79 @@ def test_load_grassy_mnist_real_data():
     assert bunch.data.shape == (500, 784) and bunch.data.dtype == np.float32
     assert 0 <= bunch.data.min() and bunch.data.max() <= 1.25 + 1e-6
     np.testing.assert_array_equal(bunch.target, (bunch.digit >= 5).astype(int))
+
+
+# --------------------------------------------------------------------------- backgrounds
+
+
+def _write_texture(root, texture):
+    (root / "skimage_textures").mkdir(parents=True, exist_ok=True)
+    np.savez(root / "skimage_textures" / "skimage_textures.npz", grass=texture)
+
+
+def test_texture_tiles_are_disjoint_row_major_pieces():
+    texture = np.arange(512 * 512, dtype=np.int64).reshape(512, 512)
+    tiles = _grassy_mnist._texture_tiles(texture)
+    assert tiles.shape == (25, 100, 100)
+    np.testing.assert_array_equal(tiles[0], texture[:100, :100])
+    np.testing.assert_array_equal(tiles[7], texture[100:200, 200:300])
+    assert len(np.unique(tiles)) == tiles.size  # no pixel in two tiles
+
+
+def test_background_auto_prefers_imagenet_then_warns_for_textures(tmp_path):
+    _write_shared_layout(tmp_path, np.random.default_rng(0))
+    _write_texture(tmp_path, np.zeros((300, 300), dtype=np.uint8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        photos, source = load_grass_backgrounds(tmp_path)
+    assert source == "imagenet" and photos.shape == (4, 100, 100)
+    (tmp_path / "grass_imagenet" / "grass_imagenet.npz").unlink()
+    with pytest.warns(UserWarning, match="background='textures'"):
+        photos, source = load_grass_backgrounds(tmp_path)
+    assert source == "textures" and photos.shape == (9, 100, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_grass_backgrounds(tmp_path, background="textures")[1] == "textures"
+    with pytest.raises(FileNotFoundError, match="background='textures'"):
+        load_grass_backgrounds(tmp_path, background="imagenet")
+    with pytest.raises(ValueError, match="background must be one of"):
+        load_grass_backgrounds(tmp_path, background="grass")
+    with pytest.raises(ValueError, match="background must be one of"):
+        load_grassy_mnist(tmp_path, background="grass")
+
+
+def test_textures_without_any_copy_name_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "skimage", None)  # as if scikit-image were absent
+    with pytest.raises(FileNotFoundError, match="scikit-image"):
+        load_grass_backgrounds(tmp_path, background="textures")
+
+
+def test_load_grassy_mnist_on_texture_tiles(tmp_path):
+    _write_shared_layout(tmp_path, np.random.default_rng(0))
+    (tmp_path / "grass_imagenet" / "grass_imagenet.npz").unlink()
+    # Each 100x100 tile has its own constant grey level, so a crop names its tile.
+    levels = np.arange(10, 260, 10, dtype=np.uint8).reshape(5, 5)
+    _write_texture(tmp_path, np.kron(levels, np.ones((100, 100), dtype=np.uint8)))
+    bunch = load_grassy_mnist(
+        tmp_path, subset="all", return_background=True, background="textures", random_state=1
+    )
+    assert bunch.background_source == "textures" and "CC0" in bunch.DESCR
+    assert bunch.data.shape == (50, 784) and bunch.background.shape == (50, 784)
+    digits = load_shared_npz("mnist", tmp_path)
+    ink = np.concatenate([digits.X_train, digits.X_test]).reshape(50, -1)
+    grass = bunch.data - np.float32(0.25) * ink.astype(np.float32) / np.float32(255)
+    target_levels = set(np.round(grass * 255).astype(int).ravel())
+    background_levels = set(np.round(bunch.background * 255).astype(int).ravel())
+    assert target_levels.isdisjoint(background_levels)  # the halves share no tile
+    assert target_levels | background_levels <= set(levels.ravel().tolist())
+
+
+@needs_shared
+def test_shared_texture_tiles():
+    photos, source = load_grass_backgrounds(SHARED, background="textures")
+    assert source == "textures" and photos.shape == (25, 100, 100) and photos.dtype == np.uint8
+    texture = load_shared_npz("skimage_textures", SHARED)["grass"]
+    np.testing.assert_array_equal(photos[24], texture[400:500, 400:500])
 
 
 # --------------------------------------------------------------------------- download plumbing
@@ -604,3 +681,192 @@ def test_load_shared_npz_real():
     mice = load_shared_npz("mice_protein", SHARED)
     assert mice.X.shape == (1080, 77) and mice.X.dtype == np.float32
     assert np.isnan(mice.X).sum() == 1396
+
+
+# --------------------------------------------------------------------------- packaged copies
+
+FETCHERS = {
+    fetch_mnist: "mnist",
+    fetch_fashion_mnist: "fashion_mnist",
+    fetch_cifar10: "cifar10_jpeg",
+    fetch_mice_protein: "mice_protein",
+    fetch_heart_disease: "heart_disease_multisite",
+    fetch_wine_quality: "wine_quality",
+}
+
+
+def _write_packaged(root, name, rng):
+    """A few rows of ``name`` in the packaged layout (the keys of shared/data's files)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    if name in ("mnist", "fashion_mnist", "cifar10_jpeg"):
+        shape = (32, 32, 3) if name == "cifar10_jpeg" else (28, 28)
+        arrays = {
+            "X_train": rng.integers(0, 256, size=(6, *shape), dtype=np.uint8),
+            "y_train": np.array([0, 1, 2, 3, 8, 9], dtype=np.uint8),
+            "X_test": rng.integers(0, 256, size=(4, *shape), dtype=np.uint8),
+            "y_test": np.array([9, 5, 5, 0], dtype=np.uint8),
+        }
+        if name == "cifar10_jpeg":
+            arrays["class_names"] = np.array([f"class{i}" for i in range(10)])
+    elif name == "mice_protein":
+        arrays = {
+            "X": np.array([[0.5, np.nan], [0.25, 1.0], [0.75, 2.0]], dtype=np.float32),
+            "protein_names": np.array(["DYRK1A_N", "ITSN1_N"]),
+            "mouse_id": np.array(["309", "309", "J3295"]),
+            "measurement_id": np.array(["309_1", "309_2", "J3295_1"]),
+            "genotype": np.array(["Ts65Dn", "Control", "Ts65Dn"]),
+            "treatment": np.array(["Saline", "Saline", "Memantine"]),
+            "behavior": np.array(["S/C", "C/S", "S/C"]),
+            "class_label": np.array(["t-SC-s", "c-CS-s", "t-SC-m"]),
+        }
+    elif name == "heart_disease_multisite":
+        arrays = {
+            "X": rng.normal(size=(5, 13)).astype(np.float32),
+            "num": np.array([0, 1, 4, 0, 2], dtype=np.int8),
+            "site": np.array([0, 1, 1, 2, 3], dtype=np.int8),
+            "feature_names": np.array(_tabular.HEART_DISEASE_FEATURES),
+            "site_names": np.array(_tabular.HEART_DISEASE_SITES),
+        }
+    else:
+        arrays = {
+            "X": rng.normal(size=(4, 11)).astype(np.float32),
+            "quality": np.array([5, 6, 7, 3], dtype=np.int8),
+            "color": np.array([0, 0, 1, 1], dtype=np.int8),
+            "feature_names": np.array([f"feature {i}" for i in range(11)]),
+            "color_names": np.array(["red", "white"]),
+        }
+    np.savez(folder / f"{name}.npz", **arrays)
+    return arrays
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(url, path):
+        raise AssertionError(f"must not download {url}")
+
+    monkeypatch.setattr(_base, "_download", refuse)
+
+
+@pytest.mark.parametrize("fetch", list(FETCHERS), ids=lambda f: f.__name__)
+def test_fetchers_read_packaged_copy_with_uniform_keys(fetch, tmp_path, no_network):
+    arrays = _write_packaged(tmp_path, FETCHERS[fetch], np.random.default_rng(0))
+    bunch = fetch(tmp_path)  # download allowed, yet the local copy must be used
+    for key in ("data", "target", "populations", "population_names", "feature_names"):
+        assert key in bunch, key
+    assert bunch.frame is None and "packaged copy" in bunch.DESCR
+    n = len(bunch.data)
+    assert bunch.data.ndim == 2 and bunch.target.shape == bunch.populations.shape == (n,)
+    assert bunch.populations.dtype == np.int64 and len(bunch.feature_names) == bunch.data.shape[1]
+    assert 0 <= bunch.populations.min() and bunch.populations.max() < len(bunch.population_names)
+    first_x = next(k for k in ("X_train", "X") if k in arrays)
+    expected = arrays[first_x].reshape(len(arrays[first_x]), -1)
+    np.testing.assert_array_equal(bunch.data, expected)
+
+
+def test_packaged_populations_and_labels(tmp_path, no_network):
+    rng = np.random.default_rng(0)
+    for name in FETCHERS.values():
+        _write_packaged(tmp_path, name, rng)
+    mnist = fetch_mnist(tmp_path, subset="all")
+    np.testing.assert_array_equal(mnist.target, [0, 1, 2, 3, 8, 9, 9, 5, 5, 0])
+    np.testing.assert_array_equal(mnist.populations, mnist.target)
+    assert mnist.images.shape == (10, 28, 28) and "one grey level" in mnist.DESCR
+    assert "4 test images" in fetch_fashion_mnist(tmp_path, subset="test").DESCR
+    cifar = fetch_cifar10(tmp_path, subset="test")
+    assert cifar.feature_names[:4].tolist() == [
+        "pixel_0_0_R", "pixel_0_0_G", "pixel_0_0_B", "pixel_0_1_R",
+    ]  # fmt: skip
+    assert cifar.target_names[9] == "class9" and "JPEG" in cifar.DESCR
+    mice = fetch_mice_protein(tmp_path)
+    assert mice.population_names.tolist() == ["Control", "Ts65Dn"]
+    np.testing.assert_array_equal(mice.populations, [1, 0, 1])
+    assert mice.feature_names.tolist() == ["DYRK1A_N", "ITSN1_N"] and np.isnan(mice.data[0, 1])
+    assert mice.mouse_id.tolist() == ["309", "309", "J3295"]
+    heart = fetch_heart_disease(tmp_path)
+    np.testing.assert_array_equal(heart.populations, [0, 1, 1, 2, 3])
+    np.testing.assert_array_equal(heart.site, heart.populations)
+    assert heart.target.dtype == np.int64 and heart.target.tolist() == [0, 1, 4, 0, 2]
+    wine = fetch_wine_quality(tmp_path)
+    assert wine.population_names.tolist() == ["red", "white"]
+    np.testing.assert_array_equal(wine.color, [0, 0, 1, 1])
+    assert wine.feature_names[0] == "feature 0"
+
+
+def test_original_files_win_over_packaged_copy(tmp_path, no_network):
+    _write_packaged(tmp_path, "mnist", np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    labels = np.array([7, 7, 7], dtype="u1")
+    _write_fake_idx_set(tmp_path / "mnist" / "raw", train, labels, train[:1], labels[:1])
+    bunch = fetch_mnist(tmp_path)
+    np.testing.assert_array_equal(bunch.images, train)
+    assert "packaged" not in bunch.DESCR
+    # A raw set with a file missing is not a copy: the packaged one is read instead.
+    (tmp_path / "mnist" / "mnist_parsed.npz").unlink()
+    (tmp_path / "mnist" / "raw" / "t10k-images-idx3-ubyte.gz").unlink()
+    assert len(fetch_mnist(tmp_path).data) == 6
+
+
+def test_missing_everywhere_names_both_local_layouts(tmp_path, no_network):
+    with pytest.raises(FileNotFoundError, match="heart_disease_multisite.npz") as info:
+        fetch_heart_disease(tmp_path, download_if_missing=False)
+    assert "processed.cleveland.data" in str(info.value)
+
+
+def test_without_local_copy_the_original_files_are_downloaded(tmp_path, monkeypatch):
+    header = ";".join(["a"] * 11 + ["quality"]) + "\n"
+    served = []
+
+    def fake_download(url, path):
+        served.append(url.rsplit("/", 1)[1])
+        Path(path).write_text(header + ";".join(["1"] * 11 + ["5"]) + "\n")
+
+    monkeypatch.setattr(_base, "_download", fake_download)
+    bunch = fetch_wine_quality(tmp_path)
+    assert served == ["winequality-red.csv", "winequality-white.csv"]
+    np.testing.assert_array_equal(bunch.populations, [0, 1])
+    assert (tmp_path / "wine_quality" / "wine_quality_parsed.npz").exists()
+
+
+@pytest.mark.parametrize("fetch", [fetch_heart_disease, fetch_fashion_mnist])
+def test_as_frame(fetch, tmp_path, no_network):
+    pd = pytest.importorskip("pandas")
+    _write_packaged(tmp_path, FETCHERS[fetch], np.random.default_rng(0))
+    bunch = fetch(tmp_path, as_frame=True)
+    assert isinstance(bunch.data, pd.DataFrame) and isinstance(bunch.target, pd.Series)
+    assert isinstance(bunch.populations, pd.Series) and bunch.populations.name == "population"
+    assert list(bunch.data.columns) == bunch.feature_names.tolist()
+    assert list(bunch.frame.columns) == [*bunch.feature_names, "target", "population"]
+    plain = fetch(tmp_path)
+    np.testing.assert_array_equal(bunch.frame["population"].to_numpy(), plain.populations)
+    np.testing.assert_array_equal(bunch.data.to_numpy(), plain.data)
+    X, y = fetch(tmp_path, as_frame=True, return_X_y=True)
+    assert isinstance(X, pd.DataFrame) and isinstance(y, pd.Series)
+    with pytest.raises(TypeError, match="as_frame"):
+        fetch(tmp_path, as_frame="yes")
+
+
+@needs_shared
+@pytest.mark.parametrize("fetch", list(FETCHERS), ids=lambda f: f.__name__)
+def test_fetchers_read_shared_data_offline(fetch, no_network):
+    bunch = fetch(SHARED, download_if_missing=False)
+    shared = load_shared_npz(FETCHERS[fetch], SHARED)
+    X = shared["X_train"] if "X_train" in shared else shared["X"]
+    np.testing.assert_array_equal(bunch.data, X.reshape(len(X), -1))
+    counts = np.bincount(bunch.populations)
+    assert len(counts) == len(bunch.population_names) and counts.min() > 0
+
+
+def test_original_files_in_a_read_only_folder_are_read(tmp_path, monkeypatch, no_network):
+    rng = np.random.default_rng(2)
+    train = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    labels = np.array([1, 2, 3], dtype="u1")
+    _write_fake_idx_set(tmp_path / "mnist" / "raw", train, labels, train[:1], labels[:1])
+
+    def read_only(src, dst):
+        raise PermissionError(f"read-only: {dst}")
+
+    monkeypatch.setattr(_base.os, "replace", read_only)
+    np.testing.assert_array_equal(fetch_mnist(tmp_path).images, train)
+    assert sorted(p.name for p in (tmp_path / "mnist").iterdir()) == ["raw"]

@@ -117,11 +117,16 @@ def _load_or_build_cache(cache_path, build):
         with np.load(cache_path) as f:
             return {key: f[key] for key in f.files}
     arrays = build()
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
     partial = cache_path.with_name(cache_path.name + ".part")
-    with open(partial, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(partial, cache_path)
+    try:
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(partial, cache_path)
+    except OSError:
+        # A read-only data folder holding the original files is still a valid copy:
+        # the arrays are returned, only the shortcut for the next call is lost.
+        partial.unlink(missing_ok=True)
     return arrays
 
 
@@ -171,3 +176,116 @@ def load_shared_npz(name, data_home=None):
         )
     with np.load(path) as f:
         return Bunch(**{key: f[key] for key in f.files})
+
+
+def _raw_files_present(remotes, directory):
+    return all((Path(directory) / r.filename).exists() for r in remotes)
+
+
+def _resolve_local_or_remote(folder, remotes, parse, packaged, data_home, download_if_missing):
+    """Arrays of one dataset, from the first source found under ``data_home``.
+
+    Looked up in this order, so that an exact local copy always wins and the network
+    is the last resort:
+
+    1. ``<folder>/<folder>_parsed.npz``, the cache written by an earlier call;
+    2. the original files in ``<folder>/raw/`` (parsed, then cached);
+    3. the packaged copy ``<name>/<name>.npz`` (the layout of :func:`load_shared_npz`),
+       read as is and never cached, since it is already a parsed ``.npz``;
+    4. a download of the original files into ``<folder>/raw/`` (parsed, then cached).
+
+    Parameters
+    ----------
+    folder : str
+        Cache folder of the fetcher, e.g. ``"mnist"``.
+    remotes : list of RemoteFile
+        The original files.
+    parse : callable
+        ``parse(paths) -> dict of arrays``, paths in the order of ``remotes``.
+    packaged : tuple of (str, callable) or None
+        Folder name of the packaged copy and ``convert(bunch) -> dict of arrays`` with
+        the keys ``parse`` returns.
+    data_home, download_if_missing
+        As in the fetchers.
+
+    Returns
+    -------
+    arrays : dict of ndarray
+    source : {"cache", "raw", "packaged", "download"}
+    """
+    home = get_data_home(data_home)
+    raw_dir = home / folder / "raw"
+    cache_path = home / folder / f"{folder}_parsed.npz"
+    if cache_path.exists():
+        return _load_or_build_cache(cache_path, build=None), "cache"
+    if _raw_files_present(remotes, raw_dir):
+        paths = [raw_dir / r.filename for r in remotes]
+        return _load_or_build_cache(cache_path, lambda: parse(paths)), "raw"
+    if packaged is not None:
+        name, convert = packaged
+        if (home / name / f"{name}.npz").exists():
+            return convert(load_shared_npz(name, home)), "packaged"
+    if not download_if_missing:
+        where = f" or the packaged copy {home / packaged[0] / packaged[0]}.npz" if packaged else ""
+        raise FileNotFoundError(
+            f"No local copy of {folder} under {home} and download_if_missing=False: "
+            f"expected the original files {[r.filename for r in remotes]} in {raw_dir}"
+            f"{where}. Call again with download_if_missing=True, or point "
+            f"data_home (or {DATA_HOME_ENV}) at a folder holding one of them."
+        )
+
+    def build():
+        return parse([_fetch_remote(r, raw_dir) for r in remotes])
+
+    return _load_or_build_cache(cache_path, build), "download"
+
+
+def _check_fetch_options(as_frame, return_X_y):
+    for name, value in (("as_frame", as_frame), ("return_X_y", return_X_y)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def _fetch_bunch(
+    *,
+    data,
+    target,
+    populations,
+    population_names,
+    feature_names,
+    descr,
+    as_frame=False,
+    return_X_y=False,
+    target_names=None,
+    **extra,
+):
+    """The uniform return value of every ``fetch_*`` (keys documented in the package)."""
+    feature_names = np.asarray(feature_names).astype(str)
+    frame = None
+    if as_frame:
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ImportError(
+                "as_frame=True needs pandas: pip install pandas (it is in the "
+                "'examples' extra of sklearn-cpvae)."
+            ) from exc
+        data = pd.DataFrame(data, columns=feature_names)
+        target = pd.Series(target, name="target")
+        populations = pd.Series(populations, name="population")
+        frame = pd.concat([data, target, populations], axis=1)
+    if return_X_y:
+        return data, target
+    bunch = Bunch(
+        data=data,
+        target=target,
+        populations=populations,
+        population_names=np.asarray(population_names),
+        feature_names=feature_names,
+        frame=frame,
+        DESCR=descr,
+        **extra,
+    )
+    if target_names is not None:
+        bunch["target_names"] = np.asarray(target_names)
+    return bunch

@@ -9,15 +9,14 @@ import struct
 import tarfile
 
 import numpy as np
-from sklearn.utils import Bunch
 
 from ._base import (
     RemoteFile,
+    _check_fetch_options,
     _check_subset,
-    _fetch_remote,
-    _load_or_build_cache,
+    _fetch_bunch,
+    _resolve_local_or_remote,
     _select_subset,
-    get_data_home,
 )
 
 
@@ -85,122 +84,198 @@ def _read_idx(path):
 
 
 def _idx_remotes(base_urls, checksums):
-    return {
-        name: RemoteFile(name, tuple(b + name for b in base_urls), sha)
+    return [
+        RemoteFile(name, tuple(b + name for b in base_urls), sha)
         for name, sha in checksums.items()
+    ]
+
+
+def _parse_idx_files(paths):
+    images_train, labels_train, images_test, labels_test = (_read_idx(p) for p in paths)
+    return {
+        "images_train": images_train,
+        "labels_train": labels_train,
+        "images_test": images_test,
+        "labels_test": labels_test,
     }
 
 
-def _fetch_idx_dataset(folder, remotes, data_home, subset, download_if_missing):
-    raw_dir = get_data_home(data_home) / folder / "raw"
-
-    def build():
-        paths = {
-            name: _fetch_remote(r, raw_dir, download_if_missing=download_if_missing)
-            for name, r in remotes.items()
-        }
-        return {
-            "images_train": _read_idx(paths["train-images-idx3-ubyte.gz"]),
-            "labels_train": _read_idx(paths["train-labels-idx1-ubyte.gz"]),
-            "images_test": _read_idx(paths["t10k-images-idx3-ubyte.gz"]),
-            "labels_test": _read_idx(paths["t10k-labels-idx1-ubyte.gz"]),
-        }
-
-    arrays = _load_or_build_cache(raw_dir.parent / f"{folder}_parsed.npz", build)
-    images, labels = _select_subset(arrays, subset, ("images", "labels"))
-    return images, labels.astype(np.int64)
+def _from_packaged_images(shared):
+    """The packaged image layout (``X_train``, ``y_train``, ...) as the parsed-cache keys."""
+    arrays = {
+        f"{'images' if k[0] == 'X' else 'labels'}{k[1:]}": shared[k]
+        for k in ("X_train", "y_train", "X_test", "y_test")
+    }
+    if "class_names" in shared:
+        arrays["class_names"] = shared["class_names"]
+    return arrays
 
 
-def _image_bunch(images, target, target_names, descr, return_X_y):
-    data = images.reshape(len(images), -1)
-    if return_X_y:
-        return data, target
-    return Bunch(
-        data=data, images=images, target=target, target_names=np.array(target_names), DESCR=descr
+def _pixel_names(shape):
+    """``pixel_<row>_<col>`` (plus ``_R``/``_G``/``_B`` for colour), in ``data``'s column order."""
+    names = np.array([f"pixel_{r}_{c}" for r in range(shape[0]) for c in range(shape[1])])
+    if len(shape) == 3:
+        names = np.array([f"{n}_{ch}" for n in names for ch in "RGB"[: shape[2]]])
+    return names
+
+
+def _image_bunch(images, target, target_names, descr, *, as_frame, return_X_y):
+    """Image data set as the uniform Bunch, one population per class (paper Table 2)."""
+    target = target.astype(np.int64)
+    return _fetch_bunch(
+        data=images.reshape(len(images), -1),
+        target=target,
+        populations=target.copy(),
+        population_names=np.asarray(target_names),
+        feature_names=_pixel_names(images.shape[1:]),
+        descr=descr,
+        as_frame=as_frame,
+        return_X_y=return_X_y,
+        target_names=target_names,
+        images=images,
     )
 
 
-def fetch_mnist(data_home=None, *, subset="train", download_if_missing=True, return_X_y=False):
-    """Load MNIST from the original IDX files (downloaded and cached if needed).
+def _packaged_note(source, note):
+    return f" Read from the packaged copy: {note}" if source == "packaged" else ""
 
-    The four ``*-idx?-ubyte.gz`` files are downloaded into
-    ``<data_home>/mnist/raw/`` (SHA-256 verified), parsed once and cached as
-    ``<data_home>/mnist/mnist_parsed.npz``.
+
+def fetch_mnist(
+    data_home=None, *, subset="train", download_if_missing=True, return_X_y=False, as_frame=False
+):
+    """Load MNIST from a local copy, else from the original IDX files (downloaded).
+
+    Sources, first found wins: the parsed cache ``<data_home>/mnist/mnist_parsed.npz``;
+    the four original ``*-idx?-ubyte.gz`` files in ``<data_home>/mnist/raw/``; the
+    packaged copy ``<data_home>/mnist/mnist.npz`` (keys ``X_train``, ``y_train``,
+    ``X_test``, ``y_test``); a download of the original files into
+    ``<data_home>/mnist/raw/`` (SHA-256 verified, then parsed and cached).
 
     Parameters
     ----------
     data_home : str or path-like, default=None
-        Cache folder; see :func:`get_data_home`.
+        Data folder; see :func:`get_data_home`.
     subset : {"train", "test", "all"}, default="train"
         60,000 training images, 10,000 test images, or both (train first).
     download_if_missing : bool, default=True
         If False, raise ``FileNotFoundError`` instead of downloading.
     return_X_y : bool, default=False
         Return ``(data, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return ``data`` as a DataFrame, ``target`` and ``populations`` as Series,
+        and ``frame`` as all three side by side (needs pandas).
 
     Returns
     -------
     data : sklearn.utils.Bunch
-        ``data`` (n, 784) uint8 (0 = background, 255 = ink), ``images``
-        (n, 28, 28) uint8 (same memory), ``target`` (n,) int64 digit,
-        ``target_names``, ``DESCR``.
+        The keys of every fetcher (see :mod:`sklearn_cpvae.datasets`): ``data``
+        (n, 784) uint8 (0 = background, 255 = ink), ``target`` (n,) int64 digit,
+        ``populations`` = ``target`` (one population per class, the paper's
+        classification protocol; ``target >= 5`` gives its 0-4 vs 5-9 split),
+        ``population_names``, ``feature_names`` (``pixel_<row>_<col>``), ``frame``,
+        ``DESCR``; plus ``images`` (n, 28, 28) uint8 and ``target_names``.
     (data, target) : tuple
         If ``return_X_y=True``.
+
+    Notes
+    -----
+    The packaged copy holds all 70,000 images, but training rows 10,000-59,999
+    are within one grey level of the originals (its ``train_exact`` key); the
+    ``DESCR`` says so whenever that copy was read.
     """
-    images, target = _fetch_idx_dataset(
+    _check_fetch_options(as_frame, return_X_y)
+    subset = _check_subset(subset)
+    arrays, source = _resolve_local_or_remote(
         "mnist",
         _idx_remotes(_MNIST_BASE_URLS, _MNIST_SHA256),
+        _parse_idx_files,
+        ("mnist", _from_packaged_images),
         data_home,
-        _check_subset(subset),
         download_if_missing,
     )
+    images, target = _select_subset(arrays, subset, ("images", "labels"))
     descr = (
         "MNIST handwritten digits (LeCun, Cortes & Burges), 28x28 greyscale, 60,000 train / "
-        "10,000 test, from the original IDX files. License: CC BY-SA 3.0. The CPVAE paper "
-        "uses digits 0-4 vs 5-9 as two populations."
+        "10,000 test. License: CC BY-SA 3.0. The CPVAE paper uses digits 0-4 vs 5-9 as two "
+        "populations, and one population per digit for classification."
+        + _packaged_note(
+            source,
+            "training images 10,000-59,999 differ from the originals by at most one grey "
+            "level (test images and the first 10,000 training images are exact).",
+        )
     )
-    return _image_bunch(images, target, [str(d) for d in range(10)], descr, return_X_y)
+    return _image_bunch(
+        images,
+        target,
+        [str(d) for d in range(10)],
+        descr,
+        as_frame=as_frame,
+        return_X_y=return_X_y,
+    )
 
 
 def fetch_fashion_mnist(
-    data_home=None, *, subset="train", download_if_missing=True, return_X_y=False
+    data_home=None, *, subset="train", download_if_missing=True, return_X_y=False, as_frame=False
 ):
-    """Load Fashion-MNIST from the original IDX files (downloaded and cached if needed).
+    """Load Fashion-MNIST from a local copy, else from the original IDX files (downloaded).
 
-    Files go to ``<data_home>/fashion_mnist/raw/`` (SHA-256 verified); the
-    parsed arrays are cached as ``<data_home>/fashion_mnist/fashion_mnist_parsed.npz``.
+    Sources, first found wins: the parsed cache
+    ``<data_home>/fashion_mnist/fashion_mnist_parsed.npz``; the original IDX files in
+    ``<data_home>/fashion_mnist/raw/``; the packaged copy
+    ``<data_home>/fashion_mnist/fashion_mnist.npz``; a download of the original
+    files (SHA-256 verified, then parsed and cached).
 
     Parameters
     ----------
     data_home : str or path-like, default=None
-        Cache folder; see :func:`get_data_home`.
+        Data folder; see :func:`get_data_home`.
     subset : {"train", "test", "all"}, default="train"
         60,000 training images, 10,000 test images, or both (train first).
     download_if_missing : bool, default=True
         If False, raise ``FileNotFoundError`` instead of downloading.
     return_X_y : bool, default=False
         Return ``(data, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects; see :func:`fetch_mnist`.
 
     Returns
     -------
     data : sklearn.utils.Bunch
-        ``data`` (n, 784) uint8, ``images`` (n, 28, 28) uint8, ``target``
-        (n,) int64 class, ``target_names`` (``"T-shirt/top"``, ...), ``DESCR``.
+        The keys of every fetcher: ``data`` (n, 784) uint8, ``target`` (n,) int64
+        class, ``populations`` = ``target``, ``population_names`` and
+        ``target_names`` (``"T-shirt/top"``, ...), ``feature_names``, ``frame``,
+        ``DESCR``; plus ``images`` (n, 28, 28) uint8.
     (data, target) : tuple
         If ``return_X_y=True``.
+
+    Notes
+    -----
+    The packaged copy holds only the first 10,000 training images (and the full
+    test set); the ``DESCR`` says so whenever it was read.
     """
-    images, target = _fetch_idx_dataset(
+    _check_fetch_options(as_frame, return_X_y)
+    subset = _check_subset(subset)
+    arrays, source = _resolve_local_or_remote(
         "fashion_mnist",
         _idx_remotes(_FASHION_BASE_URLS, _FASHION_SHA256),
+        _parse_idx_files,
+        ("fashion_mnist", _from_packaged_images),
         data_home,
-        _check_subset(subset),
         download_if_missing,
     )
+    images, target = _select_subset(arrays, subset, ("images", "labels"))
     descr = (
         "Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017, Zalando Research): 28x28 greyscale "
         "clothing images in 10 classes, 60,000 train / 10,000 test. License: MIT."
+        + _packaged_note(
+            source,
+            f"{len(arrays['images_train'])} training images (the first ones, in the "
+            f"original order) and {len(arrays['images_test'])} test images.",
+        )
     )
-    return _image_bunch(images, target, FASHION_MNIST_CLASSES, descr, return_X_y)
+    return _image_bunch(
+        images, target, FASHION_MNIST_CLASSES, descr, as_frame=as_frame, return_X_y=return_X_y
+    )
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -262,45 +337,70 @@ def _parse_cifar10_tarball(path):
     }
 
 
-def fetch_cifar10(data_home=None, *, subset="train", download_if_missing=True, return_X_y=False):
-    """Load CIFAR-10 from the original python tarball (downloaded and cached if needed).
+def fetch_cifar10(
+    data_home=None, *, subset="train", download_if_missing=True, return_X_y=False, as_frame=False
+):
+    """Load CIFAR-10 from a local copy, else from the original python tarball (downloaded).
 
-    ``cifar-10-python.tar.gz`` (163 MiB) is downloaded into
-    ``<data_home>/cifar10/raw/`` (SHA-256 verified); the batches are read
-    straight from the archive with an unpickler restricted to numpy arrays and
-    cached as ``<data_home>/cifar10/cifar10_parsed.npz``.
+    Sources, first found wins: the parsed cache ``<data_home>/cifar10/cifar10_parsed.npz``;
+    the original ``cifar-10-python.tar.gz`` in ``<data_home>/cifar10/raw/``; the
+    packaged copy ``<data_home>/cifar10_jpeg/cifar10_jpeg.npz`` (a lossy subset, see
+    Notes); a download of the tarball (163 MiB, SHA-256 verified). The batches are read
+    straight from the archive with an unpickler restricted to numpy arrays.
 
     Parameters
     ----------
     data_home : str or path-like, default=None
-        Cache folder; see :func:`get_data_home`.
+        Data folder; see :func:`get_data_home`.
     subset : {"train", "test", "all"}, default="train"
         50,000 training images, 10,000 test images, or both (train first).
     download_if_missing : bool, default=True
         If False, raise ``FileNotFoundError`` instead of downloading.
     return_X_y : bool, default=False
         Return ``(data, target)`` instead of a Bunch.
+    as_frame : bool, default=False
+        Return pandas objects; see :func:`fetch_mnist`.
 
     Returns
     -------
     data : sklearn.utils.Bunch
-        ``data`` (n, 3072) uint8, each row an ``images`` entry flattened in
-        height, width, channel order; ``images`` (n, 32, 32, 3) uint8 RGB;
-        ``target`` (n,) int64; ``target_names`` (``"airplane"``, ...); ``DESCR``.
+        The keys of every fetcher: ``data`` (n, 3072) uint8, each row an ``images``
+        entry flattened in height, width, channel order (``feature_names``
+        ``pixel_<row>_<col>_<R|G|B>``); ``target`` (n,) int64; ``populations`` =
+        ``target`` (one population per class, the paper's Table 2 protocol);
+        ``population_names`` and ``target_names`` (``"airplane"``, ...); ``frame``;
+        ``DESCR``; plus ``images`` (n, 32, 32, 3) uint8 RGB.
     (data, target) : tuple
         If ``return_X_y=True``.
+
+    Notes
+    -----
+    The packaged copy has 500 images per class of each split, decoded from JPEG at
+    quality 75: pixels differ from the original batches by JPEG artefacts, so
+    numbers are not comparable with published CIFAR-10 results. The ``DESCR`` says
+    so whenever that copy was read.
     """
-    raw_dir = get_data_home(data_home) / "cifar10" / "raw"
-
-    def build():
-        path = _fetch_remote(_CIFAR10_REMOTE, raw_dir, download_if_missing=download_if_missing)
-        return _parse_cifar10_tarball(path)
-
-    arrays = _load_or_build_cache(raw_dir.parent / "cifar10_parsed.npz", build)
-    images, target = _select_subset(arrays, _check_subset(subset), ("images", "labels"))
+    _check_fetch_options(as_frame, return_X_y)
+    subset = _check_subset(subset)
+    arrays, source = _resolve_local_or_remote(
+        "cifar10",
+        [_CIFAR10_REMOTE],
+        lambda paths: _parse_cifar10_tarball(paths[0]),
+        ("cifar10_jpeg", _from_packaged_images),
+        data_home,
+        download_if_missing,
+    )
+    images, target = _select_subset(arrays, subset, ("images", "labels"))
     descr = (
         "CIFAR-10 (Krizhevsky, 2009, 'Learning Multiple Layers of Features from Tiny Images'): "
-        "32x32 RGB images in 10 classes, 50,000 train / 10,000 test, from the original "
-        "python batches. No formal license; cite the technical report."
+        "32x32 RGB images in 10 classes, 50,000 train / 10,000 test. No formal license; cite "
+        "the technical report."
+        + _packaged_note(
+            source,
+            f"{len(arrays['images_train'])} training and {len(arrays['images_test'])} test "
+            "images decoded from JPEG at quality 75 (lossy: not the original pixels).",
+        )
     )
-    return _image_bunch(images, target.astype(np.int64), arrays["class_names"], descr, return_X_y)
+    return _image_bunch(
+        images, target, arrays["class_names"], descr, as_frame=as_frame, return_X_y=return_X_y
+    )
