@@ -111,3 +111,10 @@ def test_cross_reference_check_sees_a_missing_page():
         ("ref", "", "x"),
     ]
     assert "nowhere" not in {p.stem for p in DOCS.glob("*.md")}
+
+
+def test_docstrings_cite_the_site_not_repository_paths():
+    """help() and the site are read without a checkout: docs/*.md paths lead nowhere."""
+    repo_path = re.compile(r"(?<![\w/.])docs/[\w./-]+")  # not the docs/ of a URL
+    found = [(where, m) for where, doc in _docstrings() for m in repo_path.findall(doc)]
+    assert found == []
