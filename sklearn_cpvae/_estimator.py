@@ -1,6 +1,6 @@
 """The scikit-learn estimator CPVAE: parameters, fit, the public methods and load().
 
-The numerical work happens elsewhere (``docs/architecture.md``): validation in
+The numerical work happens elsewhere (:doc:`the architecture page </architecture>`): validation in
 :mod:`~sklearn_cpvae._validation`, the likelihoods in :mod:`~sklearn_cpvae._likelihoods`,
 the networks in :mod:`~sklearn_cpvae._module`, training in :mod:`~sklearn_cpvae._training`
 and inference in :mod:`~sklearn_cpvae._inference`.
@@ -64,6 +64,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     The estimator is a transformer (codes), a classifier (the population of a row by
     importance-sampled marginal likelihood, eq. 7-8) and a generative model
     (:meth:`score_samples`, :meth:`sample`, :meth:`inverse_transform`).
+    :meth:`transform` needs each row's population to pick the private encoder: left out
+    (``populations=None`` and no ``population_column``), it runs the classifier first and
+    encodes each row with the private encoder of its predicted population
+    (:meth:`predict`, at the cost of its importance sampling).
 
     Population labels are passed as ``y``, so that :class:`~sklearn.pipeline.Pipeline`
     and :class:`~sklearn.model_selection.GridSearchCV` route them like class labels.
@@ -81,7 +85,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         per feature, ``module_.log_theta``) model raw non-negative counts:
         ``f_s(z) + f_k(t)`` is the log mean count at the reference library size, the
         encoders see ``log1p(X)``, and ``library_size`` adds each row's log size
-        factor. See ``docs/omics.md`` for when to use which.
+        factor. See :doc:`the multi-study omics guide </omics>` for when to use which.
     hidden_layer_sizes : tuple of int, default=(256,)
         Hidden layers of every encoder; decoders mirror them.
     activation : {"relu", "tanh", "elu", "gelu", "softplus", "leaky_relu"}, default="relu"
@@ -201,7 +205,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         An int m: each private encoder sees m rows drawn from the minibatch's other
         populations, weighted so that the estimate stays unbiased; a step then costs
         ``K * m`` encoder rows whatever its size, and the cost per row stops growing
-        with K (see ``docs/performance.md`` for its effect on fit quality).
+        with K (see :doc:`the performance guide </performance>` for its effect on fit quality).
     precision : {"float32", "bf16"}, default="float32"
         ``"bf16"`` runs the training forward pass under bfloat16 autocast (matrix
         products in bf16, losses and weights in float32); meant for GPUs with bf16
@@ -253,7 +257,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     Notes
     -----
     If a term of the objective becomes non-finite, explodes or jumps between epochs (see
-    ``docs/training.md#divergence``), ``fit`` restores the weights of the epoch with
+    :ref:`divergence` in the training guide), ``fit`` restores the weights of the epoch with
     the lowest loss once annealing is over (before that, of the last good epoch),
     completes every fitted attribute, and raises
     :class:`~sklearn_cpvae.TrainingDivergedError` naming the term, the epoch and the
@@ -750,8 +754,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
             Rows to encode.
         populations : array-like of shape (n_samples,), default=None
-            Population k of each row, whose private encoder gives t. None uses the
-            predicted population (:meth:`predict`). Unused when ``blocks="shared"``.
+            Population k of each row, whose private encoder gives t. None (and no
+            ``population_column``) runs the classifier first: t then comes from the
+            private encoder of the population :meth:`predict` gives the row, at the cost
+            of its importance sampling. Unused when ``blocks="shared"``.
 
         Returns
         -------
@@ -904,7 +910,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         the library and format versions and a SHA-256 digest. Read it back with
         :func:`sklearn_cpvae.load`, which refuses truncated, modified or incompatible
         files. Pickle and joblib also work but execute code when loaded: open those
-        only from trusted sources (see ``docs/persistence.md``).
+        only from trusted sources (see :doc:`the persistence guide </persistence>`).
 
         Parameters
         ----------

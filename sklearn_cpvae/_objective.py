@@ -1,7 +1,7 @@
 """The CPVAE objective: minibatch estimates of eq. 3/4/10 and the eq. 7-8 importance terms.
 
 Equation numbers refer to Davison, Severson & Ghosh, "Cross-population Variational
-Autoencoders" (``docs/model.md`` maps every symbol to code). Everything the loss is made
+Autoencoders" (:doc:`/model` maps every symbol to code). Everything the loss is made
 of lives here: the per-row densities and weights, :func:`cpvae_terms` (the estimate from
 per-row terms), :func:`batch_terms` (the estimate on a minibatch, running the networks of
 a :class:`~sklearn_cpvae._module.CPVAEModule`), the sub-sampled MI estimate

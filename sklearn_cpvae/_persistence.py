@@ -9,7 +9,7 @@ in the file's header. Loading parses JSON and copies buffers; nothing is evaluat
 
 The header records the format version, the library version and a SHA-256 digest of
 the JSON and of every array, so a truncated, corrupted or edited file is refused. See
-``docs/persistence.md`` for the versioning policy.
+:doc:`the persistence guide </persistence>` for the versioning policy.
 """
 
 import hashlib

@@ -1,6 +1,6 @@
 """Training: balanced minibatches (Algorithm 1), alpha annealing, stopping rules, divergence.
 
-Plain torch, deliberately without a framework (see ``docs/design.md``). :func:`fit_module`
+Plain torch, deliberately without a framework (:doc:`/design`). :func:`fit_module`
 is what an estimator calls: it places the rows on the device (:func:`training_data`, with
 the validation split), builds the fused Adam optimiser, runs :func:`train` and turns a
 divergence into a :class:`FitOutcome` with good weights restored. :func:`train` runs
@@ -218,7 +218,8 @@ def _restored(exc, epoch, best):
     )
     exc.args = (
         f"{exc.args[0]}; {which} restored and the estimator is usable. Lower "
-        "learning_rate_init, standardise X, or see docs/training.md#divergence.",
+        "learning_rate_init, standardise X, or see 'Divergence' in the training guide of the "
+        "documentation.",
     )
     return exc
 
