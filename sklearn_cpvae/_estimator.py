@@ -144,7 +144,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Seeds weight initialisation, minibatches, reparameterisation noise and the
         importance samples. Global RNGs (numpy, torch, random) are never touched.
     verbose : int, default=0
-        Print one line per epoch with each term of the objective.
+        0: silent. 1: a progress bar on stderr (epoch i/N, time left, current loss,
+        device) and a one-line summary at the end (epochs run, wall time, best epoch,
+        why training stopped). 2: one line per epoch with the terms of the objective
+        instead of the bar, then the summary (see ``docs/training.md#progress``).
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh. Parameters that shape the

@@ -127,7 +127,7 @@ class VAE(TransformerMixin, BaseEstimator):
         Seeds initialisation, minibatches, noise and importance samples. Global RNGs
         are never touched.
     verbose : int, default=0
-        Print one line per epoch.
+        1: a progress bar and a summary line; 2: one line per epoch and the summary.
 
     Attributes
     ----------

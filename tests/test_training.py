@@ -347,9 +347,10 @@ def test_verbose_prints_each_term(populations_data, capsys):
     X, y, _, _ = populations_data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        CPVAE(**{**SMALL, "max_iter": 2}, verbose=1).fit(X, y)
+        CPVAE(**{**SMALL, "max_iter": 2}, verbose=2).fit(X, y)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and all(t in out[0] for t in ("recon=", "kl_shared=", "mi="))
+    # One line per epoch, then the summary.
+    assert len(out) == 3 and all(t in out[0] for t in ("nll=", "kl_shared=", "mi="))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
