@@ -36,8 +36,11 @@ from sklearn_cpvae._training import TrainConfig, fit_module, training_data
 from sklearn_cpvae._validation import (
     check_fitted_X,
     check_float32_range,
+    check_latent_sizes,
+    check_no_missing_labels,
     check_populations,
     check_same_networks,
+    check_validation_split,
     finite_mode,
     hidden_sizes,
     population_index,
@@ -440,6 +443,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.module_, self.library_size_ref_ = _start_networks(self, X, gate, seed_init)
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
+        if self.early_stopping:
+            check_validation_split(classes, y_idx, self.validation_fraction, seed_split)
 
         data, val = training_data(
             X,
@@ -499,9 +504,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         elif not result.converged and not self.early_stopping:
             warnings.warn(
-                f"CPVAE stopped after max_iter={self.max_iter} epochs without the loss "
-                f"improving by less than tol={self.tol} for {self.n_iter_no_change} "
-                "epochs; increase max_iter.",
+                f"CPVAE ran all max_iter={self.max_iter} epochs and the loss was still "
+                f"improving by more than tol={self.tol} (relative) within the last "
+                f"n_iter_no_change={self.n_iter_no_change} epochs, so it may be "
+                "under-trained. Raise max_iter, or fit again with warm_start=True to "
+                "continue from here; a larger tol stops sooner.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -512,10 +519,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         The populations come from ``populations``, else from ``population_column``, else
         from ``y``; a ``y`` next to either of the first two is another step's target."""
+        # A DataFrame without the named column is a mistake even when y is given (fit
+        # would otherwise quietly take the populations from y, another step's target).
         X, column = split_population_column(
-            X, self.population_column, required=y is None and populations is None
+            X,
+            self.population_column,
+            required=populations is None and (y is None or hasattr(X, "columns")),
+            has_y=y is not None,
         )
         if populations is not None:
+            check_no_missing_labels(populations, "populations")
             if column is not None and not np.array_equal(np.asarray(populations), column):
                 raise ValueError(
                     f"populations disagrees with the population_column "
@@ -523,7 +536,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 )
             y = populations
         elif column is not None:
+            check_no_missing_labels(column, f"the population_column {self.population_column!r}")
             y = column
+        elif y is not None:
+            check_no_missing_labels(y, "y")
         if y is None:
             raise ValueError(
                 "CPVAE requires y to be passed, but the target y is None: pass the "
@@ -549,6 +565,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
         gate = private_gate(self.no_private_populations, classes)
+        check_latent_sizes(self.n_shared, self.n_private, X.shape[1])
         if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
@@ -665,7 +682,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        _, column = split_population_column(X, self.population_column)
+        _, column = split_population_column(
+            X, self.population_column, required=y is None and hasattr(X, "columns")
+        )
         if column is not None:
             y = column
         if y is None:

@@ -129,6 +129,12 @@ def _write(path, meta, arrays):
     header = {_META_KEY: meta_json, _DIGEST_KEY: _digest(meta_json, arrays)}
     payload = st_save(arrays, metadata=header)
     path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"cannot save to {path!r}: the folder {folder!r} does not exist. Create it "
+            "first (os.makedirs), or save to an existing folder."
+        )
     # A fresh name in the destination's directory (so os.replace is atomic), opened like
     # any new file so that the user's umask sets its permissions.
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"

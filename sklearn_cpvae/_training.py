@@ -539,6 +539,10 @@ def fit_module(
     optimizer = make_optimizer(module, learning_rate, device)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+        # load_state_dict restores the saved step size too: a warm start must use the
+        # learning_rate_init it is given now.
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
     generator = make_generator(seed, device)
     index_generator = generator if device.type == "cpu" else make_generator(seed, "cpu")
     step = (make_step or (lambda gen: cpvae_step(module, cfg, gen)))(generator)
