@@ -349,6 +349,10 @@ def train(
         # As sklearn's MLP: keep a usable model; the estimator warns.
         result.interrupted = True
         module.load_state_dict(last_good)
+    except BaseException:
+        # Any other error: leave no half-drawn bar behind it.
+        report.abandon()
+        raise
     if cfg.early_stopping and best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
@@ -359,7 +363,7 @@ def train(
 def _stop_reason(result, cfg):
     """Why :func:`train` ended, in the words of the options that decide it."""
     if result.interrupted:
-        return "interrupted (KeyboardInterrupt)"
+        return "interrupt (KeyboardInterrupt)"
     if result.converged:
         what = "validation loss" if cfg.early_stopping else "loss"
         rule = "early stopping" if cfg.early_stopping else "tol"
@@ -424,9 +428,13 @@ class Progress:
         elif self.verbose >= 2:
             print(format_epoch(record, self.cfg), flush=True)
 
-    def close(self, result, reason):
+    def abandon(self):
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
+
+    def close(self, result, reason):
+        self.abandon()
         if self.verbose >= 1:
             print(format_summary(result, reason, time.perf_counter() - self.tic, self), flush=True)
 

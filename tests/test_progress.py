@@ -137,7 +137,7 @@ def test_summary_after_divergence_and_interrupt(capsys, monkeypatch):
     with pytest.warns(UserWarning, match="interrupted"):
         CPVAE(**{**TINY, "max_iter": 10}, verbose=1).fit(X, y)
     out = capsys.readouterr().out
-    assert "fit: 0 epochs" in out and "stopped by interrupted" in out
+    assert "fit: 0 epochs" in out and "stopped by interrupt (KeyboardInterrupt)" in out
 
 
 def test_vae_baseline_prints_its_own_terms(capsys):
