@@ -6,10 +6,19 @@ information regularised objective, sub-group discovery and classification by
 importance-sampled marginal likelihood.
 """
 
-from sklearn_cpvae._estimator import CPVAE, load
+from sklearn_cpvae._estimator import CPVAE, load, load_pipeline, save_pipeline
 from sklearn_cpvae._training import TrainingDivergedError
 from sklearn_cpvae._version import __version__
 from sklearn_cpvae.baselines import VAE
 from sklearn_cpvae.metrics import log_likelihood_scorer
 
-__all__ = ["CPVAE", "VAE", "TrainingDivergedError", "__version__", "load", "log_likelihood_scorer"]
+__all__ = [
+    "CPVAE",
+    "VAE",
+    "TrainingDivergedError",
+    "__version__",
+    "load",
+    "load_pipeline",
+    "log_likelihood_scorer",
+    "save_pipeline",
+]

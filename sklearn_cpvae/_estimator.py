@@ -36,8 +36,11 @@ from sklearn_cpvae._training import TrainConfig, fit_module, training_data
 from sklearn_cpvae._validation import (
     check_fitted_X,
     check_float32_range,
+    check_latent_sizes,
+    check_no_missing_labels,
     check_populations,
     check_same_networks,
+    check_validation_split,
     finite_mode,
     hidden_sizes,
     population_index,
@@ -148,7 +151,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Seeds weight initialisation, minibatches, reparameterisation noise and the
         importance samples. Global RNGs (numpy, torch, random) are never touched.
     verbose : int, default=0
-        Print one line per epoch with each term of the objective.
+        0: silent. 1: a progress bar on stderr (epoch i/N, time left, current loss,
+        device) and a one-line summary at the end (epochs run, wall time, best epoch,
+        why training stopped). 2: one line per epoch with the terms of the objective
+        instead of the bar, then the summary (see ``docs/training.md#progress``).
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh. Parameters that shape the
@@ -441,6 +447,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.module_, self.library_size_ref_ = _start_networks(self, X, gate, seed_init)
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
+        if self.early_stopping:
+            check_validation_split(classes, y_idx, self.validation_fraction, seed_split)
 
         data, val = training_data(
             X,
@@ -500,9 +508,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         elif not result.converged and not self.early_stopping:
             warnings.warn(
-                f"CPVAE stopped after max_iter={self.max_iter} epochs without the loss "
-                f"improving by less than tol={self.tol} for {self.n_iter_no_change} "
-                "epochs; increase max_iter.",
+                f"CPVAE ran all max_iter={self.max_iter} epochs and the loss was still "
+                f"improving by more than tol={self.tol} (relative) within the last "
+                f"n_iter_no_change={self.n_iter_no_change} epochs, so it may be "
+                "under-trained. Raise max_iter, or fit again with warm_start=True to "
+                "continue from here; a larger tol stops sooner.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
@@ -513,10 +523,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         The populations come from ``populations``, else from ``population_column``, else
         from ``y``; a ``y`` next to either of the first two is another step's target."""
+        # A DataFrame without the named column is a mistake even when y is given (fit
+        # would otherwise quietly take the populations from y, another step's target).
         X, column = split_population_column(
-            X, self.population_column, required=y is None and populations is None
+            X,
+            self.population_column,
+            required=populations is None and (y is None or hasattr(X, "columns")),
+            has_y=y is not None,
         )
         if populations is not None:
+            check_no_missing_labels(populations, "populations")
             if column is not None and not np.array_equal(np.asarray(populations), column):
                 raise ValueError(
                     f"populations disagrees with the population_column "
@@ -524,7 +540,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 )
             y = populations
         elif column is not None:
+            check_no_missing_labels(column, f"the population_column {self.population_column!r}")
             y = column
+        elif y is not None:
+            check_no_missing_labels(y, "y")
         if y is None:
             raise ValueError(
                 "CPVAE requires y to be passed, but the target y is None: pass the "
@@ -550,6 +569,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
         gate = private_gate(self.no_private_populations, classes)
+        check_latent_sizes(self.n_shared, self.n_private, X.shape[1])
         if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
@@ -666,7 +686,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        _, column = split_population_column(X, self.population_column)
+        _, column = split_population_column(
+            X, self.population_column, required=y is None and hasattr(X, "columns")
+        )
         if column is not None:
             y = column
         if y is None:
@@ -1015,10 +1037,84 @@ def load(path):
         CPVAE file, has a format version this release does not read, or holds
         parameters this release does not know.
     """
+    return _load(path)
+
+
+def _load(path, raw=None):
     return _persistence.load(
         path,
         estimator_class=CPVAE,
         build_module=_module_for_loading,
         # Releases before 0.2 modelled Gaussian X in its own units.
         added_params={"standardize": False},
+        raw=raw,
     )
+
+
+def save_pipeline(pipeline, path):
+    """Save a fitted :class:`~sklearn.pipeline.Pipeline` holding CPVAE steps, without pickle.
+
+    The CPVAE steps (also those of nested Pipelines) are stored in the format of
+    :meth:`CPVAE.save`, the other steps with `skops <https://skops.readthedocs.io>`_,
+    whose format, like this one, runs no code on load. Needs the ``persistence`` extra
+    (``pip install 'sklearn-cpvae[persistence]'``). Read the file back with
+    :func:`load_pipeline`.
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        A fitted Pipeline. A CPVAE inside another kind of step (a ColumnTransformer, a
+        meta-estimator) is refused with a ValueError.
+    path : str or path-like
+        Destination file (a zip archive), written atomically.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_cpvae import CPVAE, load_pipeline, save_pipeline
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 4))
+    >>> y = np.repeat(["a", "b"], 30)
+    >>> pipe = make_pipeline(
+    ...     StandardScaler(),
+    ...     CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=3,
+    ...           n_importance_samples=4, random_state=0),
+    ...     LogisticRegression(),
+    ... )
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     pipe = pipe.fit(X, y)
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "pipe.cpvae.zip")
+    >>> save_pipeline(pipe, path)
+    >>> again = load_pipeline(path)
+    >>> bool((again.predict_proba(X) == pipe.predict_proba(X)).all())
+    True
+    """
+    _persistence.save_pipeline(pipeline, path, cpvae_class=CPVAE)
+
+
+def load_pipeline(path, *, trusted=None):
+    """Load a Pipeline written by :func:`save_pipeline`; no code from the file is run.
+
+    Parameters
+    ----------
+    path : str or path-like
+        File written by :func:`save_pipeline`.
+    trusted : list of str or None, default=None
+        Types beyond those skops trusts by default (scikit-learn's, numpy's...) that the
+        non-CPVAE steps may hold, e.g. ``["mypackage.MyTransformer"]``. A file holding
+        any other type is refused with a ValueError that lists them: only add types
+        whose code you trust, since loading them runs it.
+
+    Returns
+    -------
+    pipeline : sklearn.pipeline.Pipeline
+        The fitted Pipeline; its predictions equal the saved one's bit for bit on the
+        same platform.
+    """
+    return _persistence.load_pipeline(path, trusted=trusted, load_cpvae=_load)

@@ -12,12 +12,15 @@ the JSON and of every array, so a truncated, corrupted or edited file is refused
 :doc:`the persistence guide </persistence>` for the versioning policy.
 """
 
+import copy
 import hashlib
+import io
 import json
 import os
 import struct
 import uuid
 import warnings
+import zipfile
 
 import numpy as np
 import torch
@@ -30,8 +33,11 @@ FORMAT = "sklearn_cpvae.CPVAE"
 FORMAT_VERSION = 1
 _META_KEY = "sklearn_cpvae"
 _DIGEST_KEY = "sha256"
-# Private fitted state saved besides the public ``*_`` attributes.
-_PRIVATE_ATTRIBUTES = ("_importance_seed",)
+# Private fitted state saved besides the public ``*_`` attributes; ``_sklearn_output_config``
+# is what ``set_output`` stores (checked by :func:`_check_output_config` on load).
+_PRIVATE_ATTRIBUTES = ("_importance_seed", "_sklearn_output_config")
+_OUTPUT_CONFIG_KEYS = {"transform"}
+_OUTPUT_CONFIG_VALUES = {"default", "pandas", "polars"}
 # Upper bound on the header, so a corrupted length field cannot request huge memory.
 _MAX_HEADER_BYTES = 100 * 2**20
 
@@ -128,7 +134,22 @@ def _write(path, meta, arrays):
     meta_json = json.dumps(meta, sort_keys=True)
     header = {_META_KEY: meta_json, _DIGEST_KEY: _digest(meta_json, arrays)}
     payload = st_save(arrays, metadata=header)
+    if hasattr(path, "write"):
+        # A member of a pipeline archive, written in memory.
+        path.write(payload)
+        return
+    _write_bytes(path, payload)
+
+
+def _write_bytes(path, payload):
+    """Write ``payload`` to ``path`` atomically."""
     path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"cannot save to {path!r}: the folder {folder!r} does not exist. Create it "
+            "first (os.makedirs), or save to an existing folder."
+        )
     # A fresh name in the destination's directory (so os.replace is atomic), opened like
     # any new file so that the user's umask sets its permissions.
     tmp = f"{path}.{uuid.uuid4().hex}.tmp"
@@ -144,13 +165,15 @@ def _write(path, meta, arrays):
         raise
 
 
-def _read(path):
-    """``(meta, arrays)`` of a file, after checking format, version and digest."""
+def _read(path, raw=None):
+    """``(meta, arrays)`` of a file (or of its bytes ``raw``, ``path`` then only names it
+    in messages), after checking format, version and digest."""
     from safetensors import SafetensorError
     from safetensors.numpy import load as st_load
 
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    if raw is None:
+        with open(path, "rb") as fh:
+            raw = fh.read()
     where = f"{os.fspath(path)!r}"
     if len(raw) < 8:
         raise ValueError(f"{where} is not a sklearn_cpvae model file: it is truncated or empty.")
@@ -239,7 +262,7 @@ def save(estimator, path):
     _write(path, meta, arrays)
 
 
-def load(path, *, estimator_class, build_module, added_params=None):
+def load(path, *, estimator_class, build_module, added_params=None, raw=None):
     """Read an estimator written by :func:`save`; the public entry point is
     :func:`sklearn_cpvae.load`, which passes what this format does not know.
 
@@ -247,7 +270,8 @@ def load(path, *, estimator_class, build_module, added_params=None):
     validates them and returns the (untrained) networks into which the saved weights are
     loaded. Nothing from the file is executed: JSON is parsed and buffers are copied.
     ``added_params`` maps parameters that files of earlier releases lack to the value
-    that reproduces how those releases fitted (not to today's default).
+    that reproduces how those releases fitted (not to today's default). ``raw``: the
+    file's bytes, when it is a member of a pipeline archive (:func:`load_pipeline`).
 
     Raises
     ------
@@ -256,7 +280,7 @@ def load(path, *, estimator_class, build_module, added_params=None):
         CPVAE file, has a format version this release does not read, or holds
         parameters or attributes this release does not know.
     """
-    meta, arrays = _read(path)
+    meta, arrays = _read(path, raw)
     params = {k: _from_json(v, arrays) for k, v in meta["params"].items()}
     known = estimator_class().get_params(deep=False)
     unknown = sorted(set(params) - set(known))
@@ -279,7 +303,10 @@ def load(path, *, estimator_class, build_module, added_params=None):
                 f"{os.fspath(path)!r} sets the attribute {name!r}, which a "
                 "CPVAE file never holds; refusing to load it."
             )
-        setattr(est, name, _from_json(value, arrays))
+        value = _from_json(value, arrays)
+        if name == "_sklearn_output_config":
+            _check_output_config(value, path)
+        setattr(est, name, value)
     module = build_module(est)
     state = {
         k[len("module.") :]: torch.from_numpy(v.copy())
@@ -306,3 +333,174 @@ def load(path, *, estimator_class, build_module, added_params=None):
             "param_groups": opt["param_groups"],
         }
     return est
+
+
+def _check_output_config(value, path):
+    """A saved ``set_output`` configuration is a dict of known method names to known
+    container names; anything else is refused, like any attribute a file should not set."""
+    if (
+        not isinstance(value, dict)
+        or not set(value) <= _OUTPUT_CONFIG_KEYS
+        or not all(v in _OUTPUT_CONFIG_VALUES for v in value.values())
+    ):
+        raise ValueError(
+            f"{os.fspath(path)!r} holds a set_output configuration {value!r} that "
+            "set_output never writes; refusing to load it."
+        )
+
+
+# ------------------------------------------------------------------ pipelines
+PIPELINE_FORMAT = "sklearn_cpvae.Pipeline"
+PIPELINE_FORMAT_VERSION = 1
+_MANIFEST = "manifest.json"
+_SHELL = "pipeline.skops"
+
+
+def _skops_io(what):
+    try:
+        import skops.io as sio
+    except ImportError:
+        raise ImportError(
+            f"{what} needs skops, which saves the scikit-learn steps of a Pipeline without "
+            "pickle: pip install 'sklearn-cpvae[persistence]'."
+        ) from None
+    return sio
+
+
+def _split_pipeline(pipeline, cpvae_class, where=""):
+    """A copy of ``pipeline`` whose CPVAE steps (also in nested Pipelines) are replaced
+    by ``"passthrough"``, and those steps by their position (``"1"``, ``"2.0"``...)."""
+    from sklearn.pipeline import Pipeline
+
+    shell = copy.copy(pipeline)
+    steps, found = [], {}
+    for i, (name, step) in enumerate(pipeline.steps):
+        key = f"{where}{i}"
+        if isinstance(step, cpvae_class):
+            check_is_fitted(step)
+            found[key] = step
+            step = "passthrough"
+        elif isinstance(step, Pipeline):
+            step, inner = _split_pipeline(step, cpvae_class, f"{key}.")
+            found.update(inner)
+        steps.append((name, step))
+    shell.steps = steps
+    return shell, found
+
+
+def _hidden_instances(obj, cls, where="pipeline", seen=None):
+    """Where ``cls`` instances sit among the attributes and containers of ``obj``."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, cls):
+        return [where]
+    if isinstance(obj, (list, tuple)):
+        items = [(f"{where}[{i}]", v) for i, v in enumerate(obj)]
+    elif isinstance(obj, dict):
+        items = [(f"{where}[{k!r}]", v) for k, v in obj.items()]
+    elif hasattr(obj, "get_params"):
+        items = [(f"{where}.{k}", v) for k, v in vars(obj).items()]
+    else:
+        return []
+    found = []
+    for name, value in items:
+        found += _hidden_instances(value, cls, name, seen)
+    return found
+
+
+def _put_back(shell, key, estimator):
+    node = shell
+    *outer, last = (int(i) for i in key.split("."))
+    for i in outer:
+        node = node.steps[i][1]
+    node.steps[last] = (node.steps[last][0], estimator)
+
+
+def save_pipeline(pipeline, path, *, cpvae_class):
+    """Write a fitted :class:`~sklearn.pipeline.Pipeline` that holds CPVAE steps to one
+    file that runs no code on load (see :func:`sklearn_cpvae.save_pipeline`).
+
+    The file is a zip archive: ``manifest.json`` (format, versions, where the CPVAE steps
+    go), ``pipeline.skops`` (the Pipeline with each CPVAE step replaced by
+    ``"passthrough"``, in skops' format) and one ``cpvae/<position>.cpvae`` file in this
+    module's safetensors format per CPVAE step.
+    """
+    from sklearn.pipeline import Pipeline
+
+    sio = _skops_io("save_pipeline")
+    if not isinstance(pipeline, Pipeline):
+        raise TypeError(
+            f"save_pipeline saves a sklearn.pipeline.Pipeline; got {type(pipeline).__name__} "
+            "(save a single CPVAE with its save method)."
+        )
+    shell, found = _split_pipeline(pipeline, cpvae_class)
+    hidden = _hidden_instances(shell, cpvae_class)
+    if hidden:
+        raise ValueError(
+            f"the pipeline holds a CPVAE inside a step other than a Pipeline (at "
+            f"{hidden[0]}, e.g. in a ColumnTransformer or a meta-estimator); save_pipeline "
+            "stores CPVAE only as a step of a Pipeline, nested Pipelines included."
+        )
+    shell_bytes = sio.dumps(shell)
+    members = {}
+    for key, est in found.items():
+        buffer = io.BytesIO()
+        save(est, buffer)
+        members[f"cpvae/{key}.cpvae"] = buffer.getvalue()
+    manifest = {
+        "format": PIPELINE_FORMAT,
+        "format_version": PIPELINE_FORMAT_VERSION,
+        "sklearn_cpvae_version": __version__,
+        "cpvae_steps": {key: f"cpvae/{key}.cpvae" for key in found},
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(_MANIFEST, json.dumps(manifest, sort_keys=True))
+        zf.writestr(_SHELL, shell_bytes)
+        for name, data in members.items():
+            zf.writestr(name, data)
+    _write_bytes(path, buffer.getvalue())
+
+
+def load_pipeline(path, *, trusted=None, load_cpvae):
+    """Read a file written by :func:`save_pipeline`; ``load_cpvae(where, raw)`` reads one
+    CPVAE member. Nothing from the file is executed: skops refuses every type it does not
+    trust by default unless it is listed in ``trusted``."""
+    sio = _skops_io("load_pipeline")
+    where = repr(os.fspath(path))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            manifest = json.loads(zf.read(_MANIFEST))
+            if not isinstance(manifest, dict) or manifest.get("format") != PIPELINE_FORMAT:
+                raise ValueError(f"{where} is not a sklearn_cpvae pipeline file.")
+            if manifest.get("format_version") != PIPELINE_FORMAT_VERSION:
+                raise ValueError(
+                    f"{where} has pipeline format version {manifest.get('format_version')!r}"
+                    f"; this release reads version {PIPELINE_FORMAT_VERSION}."
+                )
+            shell_bytes = zf.read(_SHELL)
+            steps = {key: zf.read(member) for key, member in manifest["cpvae_steps"].items()}
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(
+            f"{where} is not a sklearn_cpvae pipeline file (or it is truncated): {exc}."
+        ) from None
+    untrusted = [t for t in sio.get_untrusted_types(data=shell_bytes) if t not in (trusted or [])]
+    if untrusted:
+        raise ValueError(
+            f"{where} holds types that skops does not trust by default: {untrusted}. "
+            "Loading them could run their code: check that you know and trust each one, "
+            "then pass them as load_pipeline(path, trusted=[...])."
+        )
+    shell = sio.loads(shell_bytes, trusted=list(trusted) if trusted else None)
+    for key, raw in steps.items():
+        estimator = load_cpvae(f"{os.fspath(path)}:cpvae/{key}.cpvae", raw)
+        try:
+            _put_back(shell, key, estimator)
+        except (ValueError, IndexError, AttributeError, TypeError):
+            raise ValueError(
+                f"{where} places a CPVAE step at position {key!r}, which its pipeline does "
+                "not have; the file was modified or is corrupted."
+            ) from None
+    return shell

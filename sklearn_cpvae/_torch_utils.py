@@ -43,7 +43,8 @@ def resolve_device(device, *, fallback_warn=False):
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"device={device!r} is not a torch device string: {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
+    missing = _unavailable(dev)
+    if missing is not None:
         if fallback_warn:
             warnings.warn(
                 f"device={device!r} is not available on this machine; using the CPU.",
@@ -51,8 +52,42 @@ def resolve_device(device, *, fallback_warn=False):
                 stacklevel=3,
             )
             return torch.device("cpu")
-        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+        raise ValueError(
+            f"device={device!r} was requested but {missing}; the devices available on "
+            f"this machine are {available_devices()}. Set device to one of them, or to "
+            "'auto' (CUDA when available, else the CPU)."
+        )
     return dev
+
+
+def available_devices():
+    """The device strings this machine can train on: the CPU, each CUDA device, MPS."""
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if torch.backends.mps.is_available():
+        found.append("mps")
+    return found
+
+
+def _unavailable(dev):
+    """Why ``dev`` cannot be used here (None when it can): checked before any work, so a
+    missing backend is a ValueError naming ``device`` rather than an error deep in torch."""
+    if dev.type == "cpu":
+        return None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return "CUDA is not available"
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return f"this machine has {torch.cuda.device_count()} CUDA device(s)"
+        return None
+    if dev.type == "mps":
+        return None if torch.backends.mps.is_available() else "MPS is not available"
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, NotImplementedError):
+        return f"torch has no working {dev.type!r} backend on this machine"
+    return None
 
 
 def fit_info(device, seeds, random_state):

@@ -12,6 +12,7 @@ as a :class:`TrainResult`.
 import contextlib
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -19,9 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
 
 from sklearn_cpvae._data import training_tensor
-from sklearn_cpvae._objective import batch_terms, mi_weight_schedule
+from sklearn_cpvae._objective import batch_terms, has_mi, has_own_kl, mi_weight_schedule
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
 
@@ -86,6 +88,8 @@ class TrainResult:
     converged: bool = False
     interrupted: bool = False
     best_loss: float = math.inf
+    # Epoch (1-based) of ``best_loss``; None until annealing is over.
+    best_epoch: int | None = None
 
 
 def balanced_batches(members, batch_size, n_steps, generator):
@@ -270,6 +274,7 @@ def train(
     module.train()
     epoch = start_epoch
     scale = None
+    report = Progress(cfg, start_epoch, device, validate is not None)
     try:
         for epoch in range(start_epoch, cfg.max_iter):
             tic = time.perf_counter()
@@ -308,15 +313,20 @@ def train(
                 module.load_state_dict(best_state if best else last_good)
                 module.eval()
                 exc.result = result
-                raise _restored(exc, best_epoch if best else result.n_iter, best) from None
+                exc = _restored(exc, best_epoch if best else result.n_iter, best)
+                report.close(
+                    result,
+                    f"divergence (the {exc.term!r} term at epoch {exc.epoch}; the weights "
+                    f"of epoch {exc.restored_epoch} were restored)",
+                )
+                raise exc from None
             if validate is not None:
                 vrec = validate(alpha)
                 record.update({f"val_{n}": v for n, v in vrec.items()})
             record["time"] = time.perf_counter() - tic
             result.history.append(record)
             result.n_iter = epoch + 1
-            if cfg.verbose:
-                print(_format(record, names), flush=True)
+            report.epoch(record)
             last_good = copy.deepcopy(module.state_dict())
             previous = record
 
@@ -328,6 +338,7 @@ def train(
             if metric < result.best_loss:
                 result.best_loss = metric
                 best_state, best_epoch = last_good, epoch + 1
+                result.best_epoch = best_epoch
             if significant:
                 no_improve = 0
             else:
@@ -339,10 +350,107 @@ def train(
         # As sklearn's MLP: keep a usable model; the estimator warns.
         result.interrupted = True
         module.load_state_dict(last_good)
+    except BaseException:
+        # Any other error: leave no half-drawn bar behind it.
+        report.abandon()
+        raise
     if cfg.early_stopping and best_state is not None:
         module.load_state_dict(best_state)
     module.eval()
+    report.close(result, _stop_reason(result, cfg))
     return result
+
+
+def _stop_reason(result, cfg):
+    """Why :func:`train` ended, in the words of the options that decide it."""
+    if result.interrupted:
+        return "interrupt (KeyboardInterrupt)"
+    if result.converged:
+        what = "validation loss" if cfg.early_stopping else "loss"
+        rule = "early stopping" if cfg.early_stopping else "tol"
+        return (
+            f"{rule} (the {what} did not improve by tol={cfg.tol:g} for "
+            f"n_iter_no_change={cfg.n_iter_no_change} epochs)"
+        )
+    return f"max_iter (all {cfg.max_iter} epochs run)"
+
+
+def shown_terms(cfg):
+    """The terms of the objective that the progress output shows, in loss order.
+
+    Only the terms the objective has: no ``kl_private`` for ``objective="paper"`` (eq. 4
+    has no KL on a row's own private code), no ``mi`` (nor alpha) for ``"elbo"``.
+    """
+    names = cfg.terms
+    if names != TERMS:
+        return names
+    keep = ["loss", "recon", "kl_shared"]
+    if has_own_kl(cfg.objective):
+        keep.append("kl_private")
+    if has_mi(cfg.objective):
+        keep.append("mi")
+    return tuple(keep)
+
+
+class Progress:
+    """What ``fit`` shows while it trains, by ``verbose``.
+
+    0: nothing. 1: a tqdm bar on stderr (epoch i/N, time left, current loss and device)
+    and a one-line summary on stdout at the end. 2 and above: one line per epoch on
+    stdout (:func:`format_epoch`) instead of the bar, and the same summary.
+    """
+
+    def __init__(self, cfg, start_epoch, device, has_validation):
+        self.cfg = cfg
+        self.verbose = int(cfg.verbose)
+        self.device = str(device)
+        self.has_validation = has_validation
+        self.start_epoch = start_epoch
+        self.tic = time.perf_counter()
+        self.bar = None
+        if self.verbose == 1:
+            self.bar = tqdm(
+                total=cfg.max_iter,
+                initial=start_epoch,
+                desc="fit",
+                unit="epoch",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+
+    def epoch(self, record):
+        if self.bar is not None:
+            postfix = {"loss": f"{record[self.cfg.terms[0]]:.4g}"}
+            if self.has_validation:
+                postfix["val_loss"] = f"{record[f'val_{self.cfg.terms[0]}']:.4g}"
+            postfix["device"] = self.device
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
+        elif self.verbose >= 2:
+            print(format_epoch(record, self.cfg), flush=True)
+
+    def abandon(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self, result, reason):
+        self.abandon()
+        if self.verbose >= 1:
+            print(format_summary(result, reason, time.perf_counter() - self.tic, self), flush=True)
+
+
+def format_summary(result, reason, wall, progress):
+    """One line: epochs run, wall time, device, best epoch and why training stopped."""
+    run = result.n_iter - progress.start_epoch
+    parts = [f"fit: {run} epoch{'s' if run != 1 else ''} in {wall:.1f}s on {progress.device}"]
+    if result.best_epoch is not None:
+        what = "validation loss" if progress.has_validation else "loss"
+        parts.append(f"best epoch {result.best_epoch} ({what} {result.best_loss:.4g})")
+    else:
+        parts.append("no best epoch (annealing not over)")
+    parts.append(f"stopped by {reason}")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -440,6 +548,10 @@ def fit_module(
     optimizer = make_optimizer(module, learning_rate, device)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
+        # load_state_dict restores the saved step size too: a warm start must use the
+        # learning_rate_init it is given now.
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
     generator = make_generator(seed, device)
     index_generator = generator if device.type == "cpu" else make_generator(seed, "cpu")
     step = (make_step or (lambda gen: cpvae_step(module, cfg, gen)))(generator)
@@ -476,12 +588,26 @@ def _autocast(precision, device):
     return contextlib.nullcontext()
 
 
-def _format(record, names=TERMS):
-    parts = [f"epoch {record['epoch']:4d}"]
-    for name in names + ("mi_weight",):
-        if name in record:
+def format_epoch(record, cfg):
+    """One epoch for ``verbose >= 2``: ``loss`` and the terms it sums, all with the sign
+    they have in the loss, so ``loss = nll + kl_shared + kl_private + alpha * mi``.
+
+    ``recon`` (a log-likelihood) is shown as ``nll = -recon``; terms the objective does
+    not have are left out (:func:`shown_terms`), and ``val_loss`` appears only with
+    early stopping.
+    """
+    width = len(str(cfg.max_iter))
+    parts = [f"epoch {record['epoch']:{width}d}/{cfg.max_iter}"]
+    names = shown_terms(cfg)
+    for name in names:
+        if name == "recon":
+            parts.append(f"nll={-record[name]:.4g}")
+        else:
             parts.append(f"{name}={record[name]:.4g}")
-    if "val_loss" in record:
-        parts.append(f"val_loss={record['val_loss']:.4g}")
+    if "mi" in names and "mi_weight" in record:
+        parts.append(f"alpha={record['mi_weight']:.4g}")
+    val = f"val_{names[0]}"
+    if val in record:
+        parts.append(f"val_loss={record[val]:.4g}")
     parts.append(f"({record['time']:.2f}s)")
     return "  ".join(parts)

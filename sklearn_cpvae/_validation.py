@@ -65,26 +65,126 @@ def finite_mode(missing):
     return "allow-nan" if missing == "mask" else True
 
 
-def split_population_column(X, column, *, required=False):
+def split_population_column(X, column, *, required=False, has_y=False):
     """``(X without the population column, the column as ndarray or None)``.
 
-    ``required`` (fit without ``y``): a missing column is an error that names it.
+    ``required`` (fit, and score without ``y``): a missing column is an error that names
+    it and lists the columns X has. ``has_y``: a ``y`` was passed but is not the
+    populations (population_column is set), which the message then says.
     """
     if column is None:
         return X, None
     if not hasattr(X, "columns") or column not in X.columns:
         if required:
-            where = (
-                f"X has the columns {list(map(str, X.columns))[:20]}"
-                if hasattr(X, "columns")
-                else "X is not a DataFrame"
+            if hasattr(X, "columns"):
+                names = list(map(str, X.columns))
+                more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+                where = f"X has the columns {names[:20]}{more}"
+            else:
+                where = "X is not a DataFrame"
+            fix = (
+                "set population_column=None to take the populations from y"
+                if has_y
+                else "pass the populations as y"
             )
             raise ValueError(
-                f"population_column={column!r} is not a column of X ({where}), and y is "
-                "None: pass the populations as y, or name the DataFrame column that holds them."
+                f"population_column={column!r} is not a column of X ({where}): name the "
+                f"DataFrame column that holds the populations, or {fix}."
             )
         return X, None
     return X.drop(columns=[column]), np.asarray(X[column])
+
+
+def check_no_missing_labels(labels, where):
+    """Refuse population labels that are missing (None, NaN, NaT, pd.NA): a row without
+    a population cannot be trained on. ``where`` names the argument that carried them."""
+    values = np.asarray(labels)
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+    elif values.dtype.kind == "O":
+        missing = np.array([_is_missing(v) for v in values.ravel().tolist()], dtype=bool)
+    else:
+        return
+    if np.any(missing):
+        rows = np.flatnonzero(missing.ravel())
+        raise ValueError(
+            f"the populations contain missing labels (None or NaN) in {len(rows)} row(s) "
+            f"(first: {rows[:5].tolist()}) of {where}: every row needs a population. Drop "
+            "those rows, or give them a population label of their own."
+        )
+
+
+def _is_missing(value):
+    if value is None:
+        return True
+    try:
+        # NaN, NaT and pd.NA are the values not equal to themselves (pd.NA: undecidable).
+        return bool(value != value)
+    except TypeError:
+        return True
+
+
+def check_validation_split(classes, y_idx, validation_fraction, seed):
+    """With ``early_stopping``, every population must keep a training row and get a
+    validation row from the stratified split that training uses, or the split fails (or
+    the validation loss ignores a population)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = classes.tolist()
+    counts = np.bincount(y_idx, minlength=len(classes))
+    smallest = int(np.argmin(counts))
+    n = len(y_idx)
+    hint = (
+        f"early_stopping=True holds out validation_fraction={validation_fraction:g} of the "
+        f"{n} rows, stratified by population, and the smallest population "
+        f"{labels[smallest]!r} has {counts[smallest]} rows: "
+    )
+    need = "every population needs at least one training and one validation row."
+    try:
+        rows_tr, rows_val = train_test_split(
+            np.arange(n), test_size=validation_fraction, stratify=y_idx, random_state=seed
+        )
+    except ValueError as exc:
+        raise ValueError(
+            f"{hint}the split is impossible ({exc}); {need} Change validation_fraction, "
+            "add rows, or set early_stopping=False."
+        ) from None
+    n_tr = np.bincount(y_idx[rows_tr], minlength=len(classes))
+    n_val = np.bincount(y_idx[rows_val], minlength=len(classes))
+    short = np.flatnonzero((n_tr == 0) | (n_val == 0))
+    if short.size:
+        k = int(short[0])
+        direction = (
+            f"raise validation_fraction (to about {min(0.5, 1.5 / counts[k]):.2g})"
+            if n_val[k] == 0
+            else "lower validation_fraction"
+        )
+        raise ValueError(
+            f"{hint}population {labels[k]!r} ({counts[k]} rows) would get {n_tr[k]} "
+            f"training and {n_val[k]} validation rows, but {need} Either {direction}, "
+            "add rows, or set early_stopping=False."
+        )
+
+
+def check_latent_sizes(n_shared, n_private, n_features):
+    """Warn when the latent codes have more dimensions than a row has features.
+
+    A row of D features carries at most D dimensions of information, so the shared and
+    private codes together (what a row of one population is generated from) need no
+    more: the dimensions beyond D stay at the prior and only cost time and memory.
+    """
+    import warnings
+
+    total = n_shared + n_private
+    if total > n_features:
+        warnings.warn(
+            f"n_shared + n_private = {n_shared} + {n_private} = {total} latent dimensions "
+            f"for {n_features} features: a row cannot fill more than {n_features}, so the "
+            "extra ones only cost time. Lower n_shared and n_private so that their sum is "
+            f"at most {n_features} (see docs/training.md#latent-sizes).",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def check_populations(classes, y_idx):
@@ -180,6 +280,7 @@ def check_same_networks(fitted, wanted):
     if changed:
         raise ValueError(
             f"warm_start=True but the networks' configuration changed since the last "
-            f"fit ({', '.join(changed)}); set warm_start=False to fit afresh, or set "
-            "those parameters back."
+            f"fit ({', '.join(changed)}); a warm start continues the fitted networks and "
+            "cannot honour that change. Set warm_start=False to fit afresh, or set those "
+            "parameters back."
         )

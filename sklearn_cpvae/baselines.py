@@ -127,7 +127,7 @@ class VAE(TransformerMixin, BaseEstimator):
         Seeds initialisation, minibatches, noise and importance samples. Global RNGs
         are never touched.
     verbose : int, default=0
-        Print one line per epoch.
+        1: a progress bar and a summary line; 2: one line per epoch and the summary.
 
     Attributes
     ----------
@@ -303,9 +303,10 @@ class VAE(TransformerMixin, BaseEstimator):
             )
         elif not result.converged:
             warnings.warn(
-                f"VAE stopped after max_iter={self.max_iter} epochs without the loss "
-                f"improving by less than tol={self.tol} for {self.n_iter_no_change} "
-                "epochs; increase max_iter.",
+                f"VAE ran all max_iter={self.max_iter} epochs and the loss was still "
+                f"improving by more than tol={self.tol} (relative) within the last "
+                f"n_iter_no_change={self.n_iter_no_change} epochs, so it may be "
+                "under-trained. Raise max_iter; a larger tol stops sooner.",
                 ConvergenceWarning,
                 stacklevel=2,
             )

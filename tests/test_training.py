@@ -306,6 +306,8 @@ def test_warm_start_continues(populations_data):
         {"missing": "mask"},
         {"shared_invariance": 1.0},
         {"no_private_populations": ["pop0"]},
+        {"standardize": False},
+        {"n_shared": 3},
     ],
 )
 def test_warm_start_refuses_changed_networks(populations_data, change):
@@ -323,6 +325,29 @@ def test_warm_start_refuses_changed_networks(populations_data, change):
         model.set_params(**{k: SMALL.get(k, CPVAE().get_params()[k]) for k in change})
         model.set_params(mi_weight=2.0, learning_rate_init=1e-4).fit(X, y)
     assert model.n_iter_ == 2
+
+
+def test_warm_start_refuses_a_changed_library_size(populations_data):
+    X, y, _, _ = populations_data
+    counts = np.random.default_rng(0).poisson(3.0, size=X.shape).astype(float)
+    model = CPVAE(**{**SMALL, "max_iter": 1}, likelihood="poisson", warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(counts, y)
+    with pytest.raises(ValueError, match="configuration changed.*library_size"):
+        model.set_params(library_size=False).fit(counts, y)
+
+
+def test_warm_start_uses_the_new_learning_rate(populations_data):
+    """Adam's saved state holds the old step size; the new learning_rate_init wins."""
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 1}, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        assert model._optimizer_state["param_groups"][0]["lr"] == 1e-3
+        model.set_params(learning_rate_init=0.25).fit(X, y)
+    assert all(g["lr"] == 0.25 for g in model._optimizer_state["param_groups"])
 
 
 def test_convergence_and_anneal_warnings(populations_data):
@@ -347,9 +372,10 @@ def test_verbose_prints_each_term(populations_data, capsys):
     X, y, _, _ = populations_data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        CPVAE(**{**SMALL, "max_iter": 2}, verbose=1).fit(X, y)
+        CPVAE(**{**SMALL, "max_iter": 2}, verbose=2).fit(X, y)
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 and all(t in out[0] for t in ("recon=", "kl_shared=", "mi="))
+    # One line per epoch, then the summary.
+    assert len(out) == 3 and all(t in out[0] for t in ("nll=", "kl_shared=", "mi="))
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

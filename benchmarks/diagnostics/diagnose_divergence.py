@@ -79,7 +79,7 @@ def main():
             model = T1.make_models(T1.FULL, seed, args.device, names=("alpha1",))["alpha1"]
         else:
             model = T2.make_cpvae("alpha1", "gaussian", config, seed, args.device, max_iter=epochs)
-        model.set_params(verbose=1)
+        model.set_params(verbose=2)  # one log line per epoch
         rec = {"seed": seed, "epochs": epochs, "diverged": None}
         with C.Timer() as t, warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
