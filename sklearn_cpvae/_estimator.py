@@ -206,6 +206,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``"bf16"`` runs the training forward pass under bfloat16 autocast (matrix
         products in bf16, losses and weights in float32); meant for GPUs with bf16
         tensor cores. Inference always runs in float32 (or float64 for float64 input).
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training across the processes of a ``torch.distributed`` process
+        group (launched with ``torchrun``; one GPU per process on CUDA). ``"auto"``
+        trains distributed when a group of several processes is initialised or the
+        ``torchrun`` environment is set, ``True`` requires it, ``False`` fits each
+        process on its own. Every process passes the same X, y and integer
+        ``random_state``, takes its share of each balanced minibatch, and ends with the
+        same fitted model: that of a one-process fit up to floating-point summation
+        order (see ``docs/performance.md``). Not combinable with ``mi_samples`` or
+        ``shared_invariance > 0``.
 
     Attributes
     ----------
@@ -320,6 +330,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "population_column": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bf16"})],
+        "distributed": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -357,6 +368,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         population_column=None,
         mi_samples=None,
         precision="float32",
+        distributed="auto",
     ):
         self.n_shared = n_shared
         self.n_private = n_private
@@ -390,6 +402,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.population_column = population_column
         self.mi_samples = mi_samples
         self.precision = precision
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, *, populations=None):
@@ -471,6 +484,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             start_epoch=self.n_iter_,
             val=val,
             val_seed=seed_val,
+            distributed=self.distributed,
         )
         result = outcome.result
         # The fitted attributes are completed even after a divergence (good weights were
