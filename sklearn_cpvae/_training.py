@@ -75,6 +75,7 @@ class TrainConfig:
     verbose: int
     mi_samples: int | None = None
     precision: str = "float32"
+    compile: bool = False
     # Names of the step's terms recorded each epoch (the first one is minimised).
     terms: tuple = TERMS
     # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
@@ -120,11 +121,23 @@ def cpvae_step(module, cfg, generator, shard=None):
     sliced, so that each row gets the noise it gets in a one-process fit.
     """
 
+    objective = _compiled(batch_terms) if cfg.compile else batch_terms
+
     def step(x, populations, batch_counts, pop_sizes, alpha):
         noise = None
         if shard is not None:
             noise = shard.noise(module, batch_counts, generator, x.device)
-        return batch_terms(
+        elif cfg.compile:
+            # Drawn outside the compiled graph (a generator argument breaks it), in the
+            # order and shapes batch_terms would draw them: the same random stream.
+            noise = tuple(
+                torch.randn((len(x), width), generator=generator, device=x.device)
+                for width in (module.n_shared, module.n_private)
+            )
+        if cfg.compile:
+            # A tensor, so that alpha's annealing does not recompile at every step.
+            alpha = torch.tensor(alpha, dtype=torch.float32, device=x.device)
+        return objective(
             module,
             x,
             populations,
@@ -139,6 +152,30 @@ def cpvae_step(module, cfg, generator, shard=None):
         )
 
     return step
+
+
+def _compiled(fn):
+    """``torch.compile(fn)`` whose failure (no C++ toolchain for inductor, say) raises an
+    error that names the ``compile`` option; the failure surfaces at the first call."""
+    compiled = torch.compile(fn)
+    state = {"ok": False}
+
+    def call(*args, **kwargs):
+        if state["ok"]:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(
+                f"compile=True, but torch.compile failed on this machine "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "inductor needs a working C++ compiler on the CPU (and Triton on CUDA). "
+                "Set compile=False to train eagerly."
+            ) from exc
+        state["ok"] = True
+        return out
+
+    return call
 
 
 @dataclass(frozen=True)
