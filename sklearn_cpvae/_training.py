@@ -22,7 +22,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.model_selection import train_test_split
 
-from sklearn_cpvae._data import training_tensor
+from sklearn_cpvae._data import MappedRows, file_backed, training_tensor
 from sklearn_cpvae._objective import batch_terms, mi_weight_schedule
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
@@ -587,10 +587,13 @@ def rows_source(X, device, rows=None):
     """Rows ``rows`` of X for training: a float32 tensor, or densify-on-demand rows.
 
     One float32 copy of the rows at most (none for float32 input on the CPU); a sparse X
-    stays sparse and is densified one minibatch at a time.
+    stays sparse and is densified one minibatch at a time; a memory-mapped X is read from
+    its file one minibatch at a time (no copy).
     """
     if sp.issparse(X):
         return SparseRows(X if rows is None else X[rows], device)
+    if file_backed(X):
+        return MappedRows(X, device, rows)
     return training_tensor(X, device, rows)
 
 
