@@ -143,3 +143,18 @@ def test_distributed_true_needs_a_process_group(populations_data):
         CPVAE(**{**CFG, "distributed": True}).fit(X, y)
     with pytest.raises(ValueError, match="distributed"):
         CPVAE(**{**CFG, "distributed": "yes"}).fit(X, y)
+
+
+def test_distributed_and_compile_survive_save_and_load(tmp_path, populations_data):
+    from sklearn_cpvae import load
+
+    X, y, _, _ = populations_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CPVAE(**{**CFG, "max_iter": 1, "distributed": False}).fit(X, y)
+    model.set_params(compile=True)
+    model.save(tmp_path / "m.cpvae")
+    loaded = load(tmp_path / "m.cpvae")
+    assert loaded.get_params()["distributed"] is False
+    assert loaded.get_params()["compile"] is True
+    np.testing.assert_array_equal(loaded.predict_proba(X[:5]), model.predict_proba(X[:5]))
