@@ -5,7 +5,11 @@ the device. This module makes that tensor without the intermediate full-size cop
 ``np.array(X[rows], dtype=np.float32)`` would make (one for the row gather, one for the
 cast), and decides where the tensor lives: on the GPU when it fits there, otherwise in
 pinned host memory from which :func:`~sklearn_cpvae._training.train` streams minibatches.
+A memory-mapped ``X`` (``np.load(path, mmap_mode="r")``, ``np.memmap``) is not copied at
+all: :class:`MappedRows` reads each minibatch's rows from the file.
 """
+
+import mmap
 
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +20,58 @@ _BLOCK_BYTES = 64 * 2**20
 # Keep the resident training matrix under this share of the GPU's free memory; the rest
 # is for the networks, their activations and the optimiser.
 _GPU_SHARE = 0.5
+
+
+def file_backed(X):
+    """Whether the dense array ``X`` is (a view of) a memory-mapped file.
+
+    scikit-learn's validation returns a plain ndarray view of a ``np.memmap``; the map
+    is found by following ``.base``.
+    """
+    while isinstance(X, np.ndarray):
+        if isinstance(X, np.memmap):
+            return True
+        X = X.base
+    return isinstance(X, mmap.mmap)
+
+
+class MappedRows:
+    """Rows of a memory-mapped ``X``, read from the file one minibatch at a time.
+
+    Indexable like a (n, D) float32 tensor on ``device`` (``len``, ``.device``,
+    ``.dtype``, ``.shape``, a slice or 1-D integer index), as
+    :class:`~sklearn_cpvae._sparse.SparseRows`: training then holds one minibatch of
+    X in memory, never X. ``rows`` restricts it to those rows of X (a validation split).
+    The rows of a minibatch are read in increasing file order (one forward sweep of the
+    pages they touch) and put back in the minibatch's order.
+    """
+
+    def __init__(self, X, device, rows=None):
+        self.X = X
+        self.rows = None if rows is None else np.asarray(rows)
+        self.device = torch.device(device)
+        self.dtype = torch.float32
+        n = X.shape[0] if rows is None else len(self.rows)
+        self.shape = (n,) + tuple(X.shape[1:])
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            idx = np.arange(len(self))[idx]
+        elif isinstance(idx, torch.Tensor):
+            idx = idx.cpu().numpy()
+        idx = np.asarray(idx)
+        if self.rows is not None:
+            idx = self.rows[idx]
+        order = np.argsort(idx, kind="stable")
+        block = np.empty((len(idx),) + self.shape[1:], dtype=np.float32)
+        block[order] = np.take(self.X, idx[order], axis=0)
+        out = torch.from_numpy(block)
+        if self.device.type == "cuda":
+            return out.pin_memory().to(self.device, non_blocking=True)
+        return out.to(self.device)
 
 
 def _fits_on(device, nbytes):

@@ -216,6 +216,25 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``"bf16"`` runs the training forward pass under bfloat16 autocast (matrix
         products in bf16, losses and weights in float32); meant for GPUs with bf16
         tensor cores. Inference always runs in float32 (or float64 for float64 input).
+    compile : bool, default=False
+        Train with the minibatch objective compiled by ``torch.compile`` (inductor),
+        forward and backward. The first steps pay the compilation (tens of seconds);
+        a compiled fit is reproducible under ``random_state`` but not bitwise equal to
+        an eager one (fused kernels sum in another order). Off by default: on the
+        development CPU its gain at MNIST size was within the noise of the measurement,
+        after 100-140 s of compilation (``docs/performance.md``). Where compilation
+        fails (no C++ compiler for inductor), ``fit`` raises a ``RuntimeError`` naming
+        this option rather than silently training another way.
+    distributed : {"auto", True, False}, default="auto"
+        Data-parallel training across the processes of a ``torch.distributed`` process
+        group (launched with ``torchrun``; one GPU per process on CUDA). ``"auto"``
+        trains distributed when a group of several processes is initialised or the
+        ``torchrun`` environment is set, ``True`` requires it, ``False`` fits each
+        process on its own. Every process passes the same X, y and integer
+        ``random_state``, takes its share of each balanced minibatch, and ends with the
+        same fitted model: that of a one-process fit up to floating-point summation
+        order (see ``docs/performance.md``). Not combinable with ``mi_samples`` or
+        ``shared_invariance > 0``.
 
     Attributes
     ----------
@@ -330,6 +349,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "population_column": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bf16"})],
+        "compile": ["boolean"],
+        "distributed": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -367,6 +388,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         population_column=None,
         mi_samples=None,
         precision="float32",
+        compile=False,
+        distributed="auto",
     ):
         self.n_shared = n_shared
         self.n_private = n_private
@@ -400,6 +423,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.population_column = population_column
         self.mi_samples = mi_samples
         self.precision = precision
+        self.compile = compile
+        self.distributed = distributed
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, *, populations=None):
@@ -471,6 +496,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             verbose=self.verbose,
             mi_samples=self.mi_samples,
             precision=self.precision,
+            compile=self.compile,
         )
         outcome = fit_module(
             self.module_,
@@ -483,6 +509,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             start_epoch=self.n_iter_,
             val=val,
             val_seed=seed_val,
+            distributed=self.distributed,
         )
         result = outcome.result
         # The fitted attributes are completed even after a divergence (good weights were

@@ -239,8 +239,9 @@ def draw_off_population(populations, batch_counts, pop_sizes, m, generator):
     return rows, (total / m).expand(-1, m)
 
 
-def _reparameterise(mu, logvar, generator):
-    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+def _reparameterise(mu, logvar, generator, eps=None):
+    if eps is None:
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
     return mu + torch.exp(0.5 * logvar) * eps
 
 
@@ -256,6 +257,7 @@ def batch_terms(
     generator,
     balanced=False,
     mi_samples=None,
+    noise=None,
 ):
     """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
 
@@ -265,7 +267,10 @@ def batch_terms(
     so that the per-population blocks are views rather than scattered copies.
     ``mi_samples=None`` computes eq. 4's MI term exactly on the minibatch (every private
     encoder on every row); an int ``m`` uses the unbiased sub-sampled estimate of
-    :func:`draw_off_population` (m rows per encoder).
+    :func:`draw_off_population` (m rows per encoder). ``noise=(eps_z, eps_t)`` gives the
+    standard normal draws of the two reparameterisations (the rows' share of a larger
+    minibatch's draws, when that minibatch is split across processes); None draws them
+    from ``generator``.
     """
     n, d = x.shape
     k = module.n_populations
@@ -319,8 +324,9 @@ def batch_terms(
         mu_t, lv_t = module.encode_private_grouped(to_groups(x))
         mu_t, lv_t = from_groups(mu_t), from_groups(lv_t)
 
-    z = _reparameterise(mu_z, lv_z, generator)
-    t = _reparameterise(mu_t, lv_t, generator)
+    eps_z, eps_t = (None, None) if noise is None else noise
+    z = _reparameterise(mu_z, lv_z, generator, eps_z)
+    t = _reparameterise(mu_t, lv_t, generator, eps_t)
     out = module.decode_shared(z) + from_groups(module.decode_private_grouped(to_groups(t)))
     recon = module.recon_log_likelihood(x, upcast(out))
     kl_z = kl_std_normal(mu_z, lv_z)

@@ -11,7 +11,9 @@ as a :class:`TrainResult`.
 
 import contextlib
 import copy
+import dataclasses
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +24,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from sklearn_cpvae._data import training_tensor
+from sklearn_cpvae._data import MappedRows, file_backed, training_tensor
 from sklearn_cpvae._objective import batch_terms, has_mi, has_own_kl, mi_weight_schedule
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
@@ -75,6 +77,7 @@ class TrainConfig:
     verbose: int
     mi_samples: int | None = None
     precision: str = "float32"
+    compile: bool = False
     # Names of the step's terms recorded each epoch (the first one is minimised).
     terms: tuple = TERMS
     # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
@@ -113,12 +116,32 @@ def steps_per_epoch(n_samples, n_populations, batch_size):
     return max(1, -(-n_samples // (n_populations * batch_size)))
 
 
-def cpvae_step(module, cfg, generator):
+def cpvae_step(module, cfg, generator, shard=None):
     """The CPVAE minibatch objective for :func:`train`: eq. 4/10 (or eq. 3) on a balanced
-    minibatch, with reparameterisation noise from ``generator``."""
+    minibatch, with reparameterisation noise from ``generator``.
+
+    With a :class:`Shard`, ``x`` holds this process's rows of the global minibatch and the
+    noise is drawn for the whole global minibatch (every process draws the same) and
+    sliced, so that each row gets the noise it gets in a one-process fit.
+    """
+
+    objective = _compiled(batch_terms) if cfg.compile else batch_terms
 
     def step(x, populations, batch_counts, pop_sizes, alpha):
-        return batch_terms(
+        noise = None
+        if shard is not None:
+            noise = shard.noise(module, batch_counts, generator, x.device)
+        elif cfg.compile:
+            # Drawn outside the compiled graph (a generator argument breaks it), in the
+            # order and shapes batch_terms would draw them: the same random stream.
+            noise = tuple(
+                torch.randn((len(x), width), generator=generator, device=x.device)
+                for width in (module.n_shared, module.n_private)
+            )
+        if cfg.compile:
+            # A tensor, so that alpha's annealing does not recompile at every step.
+            alpha = torch.tensor(alpha, dtype=torch.float32, device=x.device)
+        return objective(
             module,
             x,
             populations,
@@ -129,9 +152,190 @@ def cpvae_step(module, cfg, generator):
             generator=generator,
             balanced=True,
             mi_samples=cfg.mi_samples,
+            noise=noise,
         )
 
     return step
+
+
+def _compiled(fn):
+    """``torch.compile(fn)`` whose failure (no C++ toolchain for inductor, say) raises an
+    error that names the ``compile`` option; the failure surfaces at the first call."""
+    compiled = torch.compile(fn)
+    state = {"ok": False}
+
+    def call(*args, **kwargs):
+        if state["ok"]:
+            return compiled(*args, **kwargs)
+        try:
+            out = compiled(*args, **kwargs)
+        except Exception as exc:
+            raise RuntimeError(
+                f"compile=True, but torch.compile failed on this machine "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "inductor needs a working C++ compiler on the CPU (and Triton on CUDA). "
+                "Set compile=False to train eagerly."
+            ) from exc
+        state["ok"] = True
+        return out
+
+    return call
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of every balanced minibatch in a distributed fit.
+
+    Each of the ``world_size`` processes takes the same positions ``rows`` (a slice of
+    ``range(batch_size)``) out of every population's M rows, so the global minibatch, and
+    with it the estimate of eq. 4, is the one a single process would use. The objective
+    is a sum over rows (:func:`~sklearn_cpvae._objective.cpvae_terms`), so the global
+    loss is the sum of the processes' partial losses: gradients are summed, not averaged.
+    """
+
+    rank: int
+    world_size: int
+    batch_size: int
+
+    @property
+    def rows(self):
+        bounds = np.linspace(0, self.batch_size, self.world_size + 1).round().astype(int)
+        return slice(int(bounds[self.rank]), int(bounds[self.rank + 1]))
+
+    def noise(self, module, batch_counts, generator, device):
+        """``(eps_z, eps_t)`` for this shard's rows, sliced from the global draws in the
+        order and shapes :func:`~sklearn_cpvae._objective.batch_terms` draws them."""
+        k = module.n_populations
+        n = k * self.batch_size
+        out = []
+        for width in (module.n_shared, module.n_private):
+            eps = torch.randn((n, width), generator=generator, device=device)
+            out.append(eps.view(k, self.batch_size, width)[:, self.rows].reshape(-1, width))
+        return tuple(out)
+
+    def sum(self, tensor):
+        """The sum over processes (every process gets the same value)."""
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
+        return tensor
+
+    def from_first(self, tensor):
+        """Process 0's value on every process, so that all take the same decisions."""
+        torch.distributed.broadcast(tensor, src=0)
+        return tensor
+
+
+class _Objective(torch.nn.Module):
+    """The minibatch objective as a module, so that DistributedDataParallel sees the
+    forward pass of the networks it synchronises. The terms leave ``forward`` as a tuple:
+    DistributedDataParallel finds the outputs that backward starts from by flattening
+    the return value, and would not look inside a dataclass."""
+
+    def __init__(self, module, step):
+        super().__init__()
+        self.module = module
+        self._step = step
+        self.terms_type = None
+
+    def forward(self, *args):
+        terms = self._step(*args)
+        self.terms_type = type(terms)
+        if dataclasses.is_dataclass(terms):
+            return tuple(getattr(terms, f.name) for f in dataclasses.fields(terms))
+        return terms
+
+
+def _data_parallel(module, step, device):
+    """``step`` with its gradients summed over the processes by DistributedDataParallel."""
+    objective = _Objective(module, step)
+    ddp = torch.nn.parallel.DistributedDataParallel(
+        objective,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        # The same parameters take part in every step (log_theta, say, never does
+        # outside the NB likelihood): a static graph handles the unused ones without
+        # searching the autograd graph at every step.
+        static_graph=True,
+    )
+
+    def parallel_step(*args):
+        out = ddp(*args)
+        return objective.terms_type(*out) if isinstance(out, tuple) else out
+
+    return parallel_step
+
+
+def distributed_shard(distributed, cfg, device, has_invariance):
+    """A :class:`Shard` when this fit runs in a process group of several processes, else None.
+
+    ``distributed="auto"`` trains data-parallel when a ``torch.distributed`` process group
+    is initialised, or when the environment of ``torchrun`` (``WORLD_SIZE`` > 1, with
+    ``RANK`` and ``MASTER_ADDR``) is set, in which case the group is initialised here
+    (NCCL on CUDA, gloo on the CPU); ``True`` requires one; ``False`` never distributes.
+    """
+    if distributed is False:
+        return None
+    dist = torch.distributed
+    if not dist.is_available():
+        if distributed is True:
+            raise ValueError("distributed=True, but this torch build has no torch.distributed.")
+        return None
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        if distributed is True:
+            raise ValueError(
+                "distributed=True, but no torch.distributed process group is initialised: "
+                "launch with torchrun, or call torch.distributed.init_process_group first, "
+                'or use distributed="auto".'
+            )
+        return None
+    world = dist.get_world_size()
+    if world == 1:
+        return None
+    if cfg.mi_samples is not None:
+        raise ValueError(
+            f"mi_samples={cfg.mi_samples} cannot be combined with distributed training "
+            f"({world} processes): its draws span the whole minibatch. Use mi_samples=None, "
+            "or distributed=False."
+        )
+    if has_invariance:
+        raise ValueError(
+            "shared_invariance > 0 cannot be combined with distributed training "
+            f"({world} processes): its MMD penalty is not a sum over rows. Set "
+            "shared_invariance=0, or distributed=False."
+        )
+    if cfg.batch_size < world:
+        raise ValueError(
+            f"batch_size={cfg.batch_size} is smaller than the {world} processes of the "
+            "distributed fit, which share each population's batch_size rows; raise batch_size."
+        )
+    return Shard(dist.get_rank(), world, cfg.batch_size)
+
+
+def _check_same_fit(shard, data, cfg, seed, device):
+    """Every process must fit the same rows with the same seed: processes that quietly
+    averaged gradients of different data would return a model of none of them."""
+    x, _, pop_sizes = data
+    mine = [len(x), cfg.batch_size, cfg.max_iter, seed, *pop_sizes.long().tolist()]
+    mine = torch.tensor(mine, dtype=torch.int64, device=device)
+    low, high = mine.clone(), mine.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise ValueError(
+            f"distributed training across {shard.world_size} processes needs the same X, "
+            "populations and random_state in every process, but they differ (rows, "
+            "population sizes or seed); pass the same data and an integer random_state "
+            "everywhere, or set distributed=False to fit each process on its own."
+        )
+
+
+def distributed_device(device, shard):
+    """One GPU per process: ``cuda`` without an index means this process's local GPU."""
+    if shard is None or device.type != "cuda" or device.index is not None:
+        return device
+    local = int(os.environ.get("LOCAL_RANK", shard.rank % torch.cuda.device_count()))
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
 
 
 def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
@@ -238,6 +442,7 @@ def train(
     index_generator,
     start_epoch=0,
     validate=None,
+    shard=None,
 ):
     """Run epochs ``start_epoch .. cfg.max_iter - 1`` on ``data = (X, populations, pop_sizes)``.
 
@@ -249,6 +454,10 @@ def train(
     validation loss with early stopping, at the final alpha) or, before annealing ends,
     of the last good epoch are restored before :class:`TrainingDivergedError` is raised,
     with the :class:`TrainResult` so far attached as its ``result``.
+
+    With a :class:`Shard`, ``step`` is this process's DistributedDataParallel objective:
+    it sees the shard's rows of each global minibatch, and the recorded terms are summed
+    over the processes, so every process records, checks and stops alike.
     """
     x, populations, pop_sizes = data
     names = cfg.terms
@@ -257,8 +466,13 @@ def train(
     members = [torch.nonzero(populations.cpu() == j).flatten() for j in range(k)]
     n_steps = steps_per_epoch(len(x), k, cfg.batch_size)
     # A balanced minibatch always has the same layout and counts: built once, not per step.
-    batch_pops = torch.arange(k, device=device).repeat_interleave(cfg.batch_size)
+    local = shard.rows if shard is not None else slice(None)
+    m_local = len(range(cfg.batch_size)[local])
+    batch_pops = torch.arange(k, device=device).repeat_interleave(m_local)
+    # The counts of the global minibatch: a shard's rows carry their global weights.
     batch_counts = pop_sizes.new_full((k,), cfg.batch_size)
+    # DistributedDataParallel averages gradients; the global loss is the shards' sum.
+    loss_factor = shard.world_size if shard is not None else 1
     # x stays where the caller put it: on the training device when it fits there (moved
     # once), else in (pinned) host memory, from which each minibatch is streamed.
     streamed = x.device != device
@@ -285,22 +499,25 @@ def train(
                     epoch + i / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
                 )
                 # A tensor gather, or sparse rows densified one minibatch at a time.
-                xb = x[idx[i].reshape(-1)]
+                xb = x[idx[i][:, local].reshape(-1)]
                 if streamed:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 with autocast:
                     terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha)
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".
-                    first = _stack(terms, names).tolist()
+                    first = _stack(terms, names)
+                    first = (shard.sum(first) if shard is not None else first).tolist()
                     finite = [abs(v) for v in first if math.isfinite(v)]
                     scale = max([1.0] + finite)
                 optimizer.zero_grad(set_to_none=True)
-                terms.loss.backward()
+                (terms.loss * loss_factor if shard is not None else terms.loss).backward()
                 if cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 sums += _stack(terms, names)
+            if shard is not None:
+                sums = shard.sum(sums)
             # One host-device synchronisation per epoch, here.
             record = dict(zip(names, (sums / n_steps).tolist()))
             if cfg.record_alpha:
@@ -322,6 +539,9 @@ def train(
                 raise exc from None
             if validate is not None:
                 vrec = validate(alpha)
+                if shard is not None:
+                    vals = shard.from_first(torch.tensor(list(vrec.values()), device=device))
+                    vrec = dict(zip(vrec, vals.tolist()))
                 record.update({f"val_{n}": v for n, v in vrec.items()})
             record["time"] = time.perf_counter() - tic
             result.history.append(record)
@@ -476,10 +696,13 @@ def rows_source(X, device, rows=None):
     """Rows ``rows`` of X for training: a float32 tensor, or densify-on-demand rows.
 
     One float32 copy of the rows at most (none for float32 input on the CPU); a sparse X
-    stays sparse and is densified one minibatch at a time.
+    stays sparse and is densified one minibatch at a time; a memory-mapped X is read from
+    its file one minibatch at a time (no copy).
     """
     if sp.issparse(X):
         return SparseRows(X if rows is None else X[rows], device)
+    if file_backed(X):
+        return MappedRows(X, device, rows)
     return training_tensor(X, device, rows)
 
 
@@ -534,6 +757,7 @@ def fit_module(
     start_epoch=0,
     val=None,
     val_seed=0,
+    distributed=False,
 ):
     """Train ``module`` on ``data`` (from :func:`training_data`) and leave it on the CPU.
 
@@ -543,7 +767,23 @@ def fit_module(
     held-out rows scored each epoch by :func:`evaluate` with fixed noise ``val_seed``.
     A divergence is caught (good weights are restored by :func:`train`) and returned in
     the :class:`FitOutcome`, so that the caller completes its fitted attributes first.
+
+    ``distributed`` (see :func:`distributed_shard`) trains data-parallel under
+    ``torchrun``: every process passes the same data and seed, takes its shard of each
+    global minibatch, and DistributedDataParallel sums the gradients, so every process
+    ends with the same weights, those of a one-process fit up to floating-point
+    summation order. Only the CPVAE objective (``make_step=None``) is sharded.
     """
+    shard = None
+    if make_step is None:
+        invariance = float(getattr(module, "shared_invariance", 0.0)) > 0
+        shard = distributed_shard(distributed, cfg, device, invariance)
+        device = distributed_device(device, shard)
+        if shard is not None:
+            _check_same_fit(shard, data, cfg, seed, device)
+        if shard is not None and shard.rank != 0:
+            # One log for the fit: process 0's (the others record the same history).
+            cfg = dataclasses.replace(cfg, verbose=0)
     module = module.to(device)
     optimizer = make_optimizer(module, learning_rate, device)
     if optimizer_state is not None:
@@ -554,7 +794,9 @@ def fit_module(
             group["lr"] = learning_rate
     generator = make_generator(seed, device)
     index_generator = generator if device.type == "cpu" else make_generator(seed, "cpu")
-    step = (make_step or (lambda gen: cpvae_step(module, cfg, gen)))(generator)
+    step = (make_step or (lambda gen: cpvae_step(module, cfg, gen, shard)))(generator)
+    if shard is not None:
+        step = _data_parallel(module, step, device)
     validate = None
     if val is not None:
 
@@ -572,6 +814,7 @@ def fit_module(
             index_generator=index_generator,
             start_epoch=start_epoch,
             validate=validate,
+            shard=shard,
         )
     except TrainingDivergedError as exc:
         diverged, result = exc, exc.result

@@ -24,13 +24,22 @@ def check_float32_range(X):
     A factor 16 of margin covers decoder outputs of the same magnitude as ``x``.
     """
     limit = math.sqrt(_FLOAT32_MAX / (16 * max(1, X.shape[1])))
-    peak = float(np.max(np.abs(X))) if X.size else 0.0
+    peak = _abs_max(X) if X.size else 0.0
     if peak > limit:
         raise ValueError(
             f"X has values of magnitude up to {peak:.3g}; training runs in float32, where "
             f"squared residuals of {X.shape[1]} features overflow beyond {limit:.3g}. "
             "Standardise X (e.g. sklearn.preprocessing.StandardScaler) before fitting."
         )
+
+
+def _abs_max(X, block_rows=8192):
+    """max |X|, dense X in row blocks: no full-size temporary (X may be a memory map)."""
+    if sp.issparse(X):
+        return float(np.max(np.abs(X)))
+    return float(
+        np.max([np.max(np.abs(X[s : s + block_rows])) for s in range(0, X.shape[0], block_rows)])
+    )
 
 
 def check_finite_output(out, what, dtype):
