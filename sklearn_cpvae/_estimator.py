@@ -34,12 +34,16 @@ from sklearn_cpvae._sklearn_compat import (
 from sklearn_cpvae._torch_utils import derive_seeds, fit_info, resolve_device
 from sklearn_cpvae._training import TrainConfig, fit_module, training_data
 from sklearn_cpvae._validation import (
+    anndata_rows,
+    check_anndata_features,
     check_fitted_X,
     check_float32_range,
+    check_layer_unused,
     check_populations,
     check_same_networks,
     finite_mode,
     hidden_sizes,
+    is_anndata,
     population_index,
     private_gate,
     resolve_priors,
@@ -194,7 +198,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         target), the column is not a feature, and the other methods drop it from X;
         :meth:`transform` uses it as ``populations`` when that argument is not given.
         Passing the populations as ``y`` instead keeps working in every
-        :class:`~sklearn.pipeline.Pipeline` and search.
+        :class:`~sklearn.pipeline.Pipeline` and search. With an
+        :class:`anndata.AnnData` as X, the column is read from ``.obs``.
+    layer : None or str, default=None
+        With an :class:`anndata.AnnData` as X (every method accepts one): the rows are
+        ``.layers[layer]`` (typically the raw counts that ``likelihood="nb"`` needs)
+        instead of ``.X``; a sparse layer stays sparse. The feature names are the
+        ``var_names``, and :meth:`transform` under ``set_output(transform="pandas")``
+        keeps the ``obs_names`` as index. Must be None for any other X.
     mi_samples : int or None, default=None
         How the MI term of eq. 4 is estimated on each minibatch. None: exactly, running
         every private encoder on every row, so a training row costs O(K) encoder passes.
@@ -318,6 +329,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "population_column": [None, str],
+        "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bf16"})],
     }
@@ -355,6 +367,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         no_private_populations=None,
         shared_invariance=0.0,
         population_column=None,
+        layer=None,
         mi_samples=None,
         precision="float32",
     ):
@@ -388,6 +401,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
         self.population_column = population_column
+        self.layer = layer
         self.mi_samples = mi_samples
         self.precision = precision
 
@@ -509,9 +523,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
         The populations come from ``populations``, else from ``population_column``, else
         from ``y``; a ``y`` next to either of the first two is another step's target."""
-        X, column = split_population_column(
-            X, self.population_column, required=y is None and populations is None
-        )
+        adata = X if is_anndata(X) else None
+        needed = y is None and populations is None
+        if adata is not None:
+            X, column = anndata_rows(adata, self.layer, self.population_column, required=needed)
+        else:
+            check_layer_unused(self)
+            X, column = split_population_column(X, self.population_column, required=needed)
         if populations is not None:
             if column is not None and not np.array_equal(np.asarray(populations), column):
                 raise ValueError(
@@ -527,16 +545,24 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "population of each row as y or as populations=, or X as a DataFrame "
                 "holding the column named by population_column."
             )
+        continuing = self.warm_start and hasattr(self, "module_")
+        if adata is not None and continuing:
+            check_anndata_features(self, adata)
         X, y = validate_data(
             self,
             X,
             y,
             dtype=[np.float64, np.float32],
             ensure_min_samples=2,
-            reset=not (self.warm_start and hasattr(self, "module_")),
+            # An AnnData's matrix has no names for sklearn to check: its var_names are.
+            reset=not continuing or adata is not None,
             accept_sparse=("csr", "csc"),
             ensure_all_finite=finite_mode(self.missing),
         )
+        if adata is not None:
+            names = np.asarray(adata.var_names, dtype=object)
+            if all(isinstance(n, str) for n in names):
+                self.feature_names_in_ = names
         if sp.issparse(X):
             X = X.tocsr()
         check_classification_targets(y)
@@ -662,7 +688,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        _, column = split_population_column(X, self.population_column)
+        if is_anndata(X):
+            _, column = anndata_rows(X, self.layer, self.population_column)
+        else:
+            _, column = split_population_column(X, self.population_column)
         if column is not None:
             y = column
         if y is None:
@@ -758,13 +787,58 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_samples, n_codes)
             ``n_shared + n_private`` columns for ``blocks="both"``, else one block.
         """
+        obs_names = X.obs_names if is_anndata(X) else None
+        codes = self._codes(X, populations, self.blocks)
+        if obs_names is not None and _get_output_config("transform", self)["dense"] == "pandas":
+            import pandas as pd
+
+            # set_output takes the index of DataFrame input only; an AnnData's is obs_names.
+            return pd.DataFrame(codes, index=pd.Index(obs_names))
+        return codes
+
+    def get_latent_representation(self, X, populations=None, *, blocks="shared"):
+        """Posterior means of the chosen code blocks, whatever the ``blocks`` parameter.
+
+        The shared code needs no population, so rows of a study never seen in
+        :meth:`fit` can be embedded with the default ``blocks="shared"``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows to encode.
+        populations : array-like of shape (n_samples,), default=None
+            Population of each row for the private code; None uses ``population_column``
+            when X holds it, else the predicted population. Unused for ``"shared"``.
+        blocks : {"shared", "private", "both"}, default="shared"
+            Which codes to return, laid out as :meth:`transform` would.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_codes)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> X = np.random.default_rng(0).normal(size=(40, 4))
+        >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
+        ...               n_importance_samples=4, random_state=0).fit(X, np.repeat([0, 1], 20))
+        >>> model.get_latent_representation(X[:3]).shape
+        (3, 2)
+        """
+        check_is_fitted(self)
+        if blocks not in ("both", "shared", "private"):
+            raise ValueError(f"blocks must be 'both', 'shared' or 'private'; got {blocks!r}.")
+        return self._codes(X, populations, blocks)
+
+    def _codes(self, X, populations, blocks):
         X, column = check_fitted_X(self, X, return_column=True)
-        if populations is None:
-            populations = column
         parts = []
-        if self.blocks in ("both", "shared"):
+        if blocks in ("both", "shared"):
             parts.append(_inference.encode(self.module_, self.device, X))
-        if self.blocks in ("both", "private"):
+        if blocks in ("both", "private"):
+            if populations is None:
+                populations = column
             if populations is None:
                 idx = np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
             else:
@@ -801,6 +875,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             input feature names when ``set_output(transform="pandas")`` is active.
         """
         check_is_fitted(self)
+        index = X.index if hasattr(X, "index") and hasattr(X, "columns") else None
         X = check_array(X, dtype=[np.float64, np.float32])
         widths = {
             "both": self.n_shared + self.n_private,
@@ -853,7 +928,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             names = getattr(self, "feature_names_in_", None)
             if names is None:
                 names = [f"x{i}" for i in range(self.n_features_in_)]
-            return pd.DataFrame(X_rec, columns=list(names))
+            return pd.DataFrame(X_rec, columns=list(names), index=index)
         return X_rec
 
     def sample(self, n_samples=1, population=None, *, random_state=None):
