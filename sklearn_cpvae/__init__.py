@@ -6,9 +6,10 @@ information regularised objective, sub-group discovery and classification by
 importance-sampled marginal likelihood.
 """
 
+from sklearn_cpvae._cv import population_cv
 from sklearn_cpvae._estimator import CPVAE, load
 from sklearn_cpvae._training import TrainingDivergedError
 from sklearn_cpvae._version import __version__
 from sklearn_cpvae.baselines import VAE
 
-__all__ = ["CPVAE", "VAE", "TrainingDivergedError", "__version__", "load"]
+__all__ = ["CPVAE", "VAE", "TrainingDivergedError", "__version__", "load", "population_cv"]

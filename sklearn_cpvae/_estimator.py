@@ -20,6 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae import _inference, _persistence
+from sklearn_cpvae._cv import check_known_populations
 from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS
@@ -669,6 +670,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
 
     def _population_index(self, populations, n_rows, name="populations"):
+        check_known_populations(self.classes_, populations, name)
         return population_index(self.classes_, populations, n_rows, name)
 
     def score(self, X, y=None, sample_weight=None):
@@ -688,6 +690,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
+        check_is_fitted(self)
         if is_anndata(X):
             _, column = anndata_rows(X, self.layer, self.population_column)
         else:
@@ -696,6 +699,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             y = column
         if y is None:
             raise ValueError("score needs y, or X as a DataFrame holding population_column.")
+        # Accuracy would count rows of an unknown population as silently misclassified.
+        check_known_populations(self.classes_, y, "the scored rows' populations")
         return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X):

@@ -134,3 +134,16 @@ def test_missing_anndata_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "sklearn_cpvae.anndata", raising=False)
     with pytest.raises(ImportError, match=r"sklearn-cpvae\[anndata\]"):
         importlib.import_module("sklearn_cpvae.anndata")
+
+
+def test_layer_survives_save_and_load(tmp_path):
+    from sklearn_cpvae import load
+
+    adata = _adata()
+    model = _fit(
+        CPVAE(population_column="batch", layer="counts", likelihood="poisson", **FAST), adata
+    )
+    model.save(tmp_path / "m.safetensors")
+    loaded = load(tmp_path / "m.safetensors")
+    assert loaded.layer == "counts"
+    np.testing.assert_array_equal(loaded.transform(adata), model.transform(adata))
