@@ -519,6 +519,164 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return self
 
+    def add_populations(self, X, populations=None, *, max_iter=None):
+        """Add new populations (studies) to the fitted model, scArches-style.
+
+        Each new population gets a private encoder and decoder, trained on its rows with
+        the objective of :meth:`fit` while the shared networks, Psi, the NB dispersions,
+        the standardisation and every old population's private networks stay frozen: the
+        old populations' outputs are unchanged, and the new ones are modelled in the same
+        shared space. Training sees only the new rows, so with one new population its MI
+        term (which needs other populations' rows) is absent and it is trained with the
+        ELBO of eq. 3; add several at once to keep the MI term among them. The optimiser
+        state is reset (a later ``warm_start`` fit starts Adam afresh).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows of the new populations only, with the features of :meth:`fit`.
+        populations : array-like of shape (n_samples,), default=None
+            Population of each row, none of them in ``classes_``; None reads
+            ``population_column``.
+        max_iter : int, default=None
+            Epochs of training; None uses the ``max_iter`` parameter.
+
+        Returns
+        -------
+        self : CPVAE
+            With ``classes_``, ``population_counts_``, ``priors_``, ``has_private_`` and the
+            private aggregate moments extended (labels kept sorted).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(60, 4))
+        >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
+        ...               n_importance_samples=4, random_state=0)
+        >>> model = model.fit(X[:40], np.repeat(["a", "b"], 20))
+        >>> model.add_populations(X[40:], np.repeat("c", 20), max_iter=2).classes_
+        array(['a', 'b', 'c'], dtype='<U1')
+        """
+        check_is_fitted(self)
+        if max_iter is not None and (
+            not isinstance(max_iter, Integral) or isinstance(max_iter, bool) or max_iter < 1
+        ):
+            raise ValueError(f"max_iter must be a positive integer or None; got {max_iter!r}.")
+        X, column = check_fitted_X(self, X, return_column=True)
+        if populations is None:
+            populations = column
+        if populations is None:
+            raise ValueError(
+                "add_populations needs the population of each new row: pass populations=, "
+                "or X holding population_column."
+            )
+        labels = np.asarray(populations)
+        if labels.ndim != 1 or len(labels) != X.shape[0]:
+            raise ValueError(
+                f"populations must be 1-D with one label per row ({X.shape[0]}); got shape "
+                f"{labels.shape}."
+            )
+        check_classification_targets(labels)
+        new_classes, new_idx = np.unique(labels, return_inverse=True)
+        known = new_classes[np.isin(new_classes, self.classes_)].tolist()
+        if known:
+            raise ValueError(
+                f"add_populations got rows of population(s) {known} that the model was "
+                "already fitted on; pass the rows of new populations only (refit, or "
+                "warm_start, to train on more rows of known ones)."
+            )
+        counts = np.bincount(new_idx, minlength=len(new_classes))
+        if np.any(counts < 2):
+            raise ValueError(
+                f"every new population needs at least 2 rows; population(s) "
+                f"{new_classes[counts < 2].tolist()} have 1."
+            )
+        if self.priors is not None and not isinstance(self.priors, str):
+            raise ValueError(
+                f"priors gives {len(self.priors)} values for the fitted populations; set "
+                "priors to None, 'uniform' or one value per population after the addition "
+                "(set_params) before add_populations."
+            )
+        check_float32_range(X)
+        get_likelihood(self.likelihood).check_support(X)
+        seed_init, seed_train, seed_split, seed_val = derive_seeds(self.random_state, 9)[5:]
+        device = resolve_device(self.device)
+        n_new = len(new_classes)
+        sub = self._build_module(X.shape[1], np.ones(n_new), seed_init)
+        _copy_shared_networks(self.module_, sub)
+        data, val = training_data(
+            X,
+            new_idx,
+            n_new,
+            device,
+            validation_fraction=self.validation_fraction if self.early_stopping else None,
+            seed=seed_split,
+        )
+        # One new population has no other rows for its MI term: train it with eq. 3,
+        # which is "elbo_mi" without that term (for "paper", the own KL then keeps the
+        # lone private code from drifting, which nothing else would).
+        objective = self._objective() if n_new > 1 else "elbo"
+        cfg = TrainConfig(
+            objective=objective,
+            mi_weight=float(self.mi_weight),
+            mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
+            batch_size=self.batch_size,
+            max_iter=self.max_iter if max_iter is None else int(max_iter),
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            max_grad_norm=self.max_grad_norm,
+            verbose=self.verbose,
+            mi_samples=self.mi_samples,
+            precision=self.precision,
+        )
+        outcome = fit_module(
+            sub,
+            data,
+            cfg,
+            device=device,
+            learning_rate=self.learning_rate_init,
+            seed=seed_train,
+            val=val,
+            val_seed=seed_val,
+        )
+        if outcome.diverged is not None:
+            # The fitted model is untouched: nothing was merged yet.
+            raise outcome.diverged
+        mu, var = _inference.encode(
+            sub, self.device, X, new_idx, has_private=np.ones(n_new, bool), private_var=True
+        )
+        new_mean = np.stack([mu[new_idx == j].mean(0) for j in range(n_new)])
+        new_var = np.stack(
+            [mu[new_idx == j].var(0) + var[new_idx == j].mean(0) for j in range(n_new)]
+        )
+        classes = np.concatenate([self.classes_, new_classes])
+        order = np.argsort(classes, kind="stable")
+        gate = np.concatenate([self.has_private_.astype(float), np.ones(n_new)])[order]
+        merged = self._build_module(X.shape[1], gate, 0)
+        _copy_shared_networks(self.module_, merged)
+        _merge_private_networks(self.module_, sub, merged, order)
+        for p in merged.parameters():
+            p.requires_grad_(True)
+        self.module_ = merged.eval()
+        self.classes_ = classes[order]
+        self.population_counts_ = np.concatenate([self.population_counts_, counts])[order]
+        self.has_private_ = gate.astype(bool)
+        self.priors_ = resolve_priors(self.priors, self.population_counts_)
+        self.private_code_mean_ = np.concatenate([self.private_code_mean_, new_mean])[order]
+        self.private_code_var_ = np.concatenate([self.private_code_var_, new_var])[order]
+        self._optimizer_state = None
+        if not outcome.result.converged and not self.early_stopping:
+            warnings.warn(
+                f"add_populations stopped after {cfg.max_iter} epochs without converging; "
+                "increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
     def _validated_fit_data(self, X, y, populations=None):
         """Validated X (CSR if sparse), population labels and indices, private gates.
 
@@ -871,7 +1029,6 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             ``"shared"`` for ``blocks="shared"`` and an error otherwise, since codes do
             not say which private decoder to use (pass the populations that
             :meth:`transform` used, or ``part="shared"`` for the shared part alone).
-
         Returns
         -------
         X_rec : ndarray or DataFrame of shape (n_samples, n_features_in_)
@@ -1054,6 +1211,34 @@ def _start_networks(est, X, gate, seed):
             module.log_psi.fill_(log_psi)
         module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
     return module, library_ref
+
+
+def _copy_shared_networks(source, target):
+    """Copy everything but the private networks from ``source`` into ``target`` and freeze
+    it there: the shared encoder and decoder, Psi, the NB dispersions, the library-size
+    reference and the standardisation."""
+    private = ("enc_private.", "dec_private.", "private_gate")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith(private)}
+    missing = target.load_state_dict(state, strict=False)
+    if missing.unexpected_keys:
+        raise RuntimeError(f"unexpected network weights {missing.unexpected_keys}")
+    for name, p in target.named_parameters():
+        p.requires_grad_(name.startswith(private))
+
+
+def _merge_private_networks(old, new, target, order):
+    """``target``'s private networks are ``old``'s K slices then ``new``'s M slices,
+    reordered by ``order`` (stacked weights: the first layer stacks networks on axis 1,
+    the others and every bias on axis 0, see :class:`~sklearn_cpvae._nn.StackedMLP`)."""
+    order = torch.as_tensor(order)
+    with torch.no_grad():
+        for name in ("enc_private", "dec_private"):
+            a, b, t = getattr(old, name), getattr(new, name), getattr(target, name)
+            for i, (wa, wb, wt) in enumerate(zip(a.weights, b.weights, t.weights)):
+                axis = 1 if i == 0 else 0
+                wt.copy_(torch.cat([wa, wb], axis).index_select(axis, order))
+            for ba, bb, bt in zip(a.biases, b.biases, t.biases):
+                bt.copy_(torch.cat([ba, bb], 0).index_select(0, order))
 
 
 def _module_for_loading(est):
