@@ -49,6 +49,7 @@ from sklearn_cpvae._validation import (
     private_gate,
     resolve_priors,
     split_population_column,
+    warn_non_integer_counts,
 )
 
 
@@ -601,6 +602,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         check_float32_range(X)
         get_likelihood(self.likelihood).check_support(X)
+        warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts)
         seed_init, seed_train, seed_split, seed_val = derive_seeds(self.random_state, 9)[5:]
         device = resolve_device(self.device)
         n_new = len(new_classes)
@@ -730,6 +732,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         classes, y_idx = np.unique(y, return_inverse=True)
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
+        warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts, 4)
         gate = private_gate(self.no_private_populations, classes)
         if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
@@ -1011,7 +1014,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return np.hstack(parts)
 
-    def inverse_transform(self, X, populations=None, *, part="auto"):
+    def inverse_transform(self, X, populations=None, *, part="auto", library_size=None):
         """Decode codes back to feature space: full, shared-only, private-only or swapped.
 
         Parameters
@@ -1029,6 +1032,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             ``"shared"`` for ``blocks="shared"`` and an error otherwise, since codes do
             not say which private decoder to use (pass the populations that
             :meth:`transform` used, or ``part="shared"`` for the shared part alone).
+        library_size : float or array-like of shape (n_samples,), default=None
+            Count likelihoods, ``part="full"`` or ``"shared"``: mean counts for rows of
+            this library size (``exp(g) * library_size / library_size_ref_``); None
+            gives them at ``library_size_ref_``. Any population with any library size
+            is a counterfactual (see also :meth:`get_normalized_expression`).
+
         Returns
         -------
         X_rec : ndarray or DataFrame of shape (n_samples, n_features_in_)
@@ -1084,6 +1093,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             else None,
             populations=idx if part in ("full", "private") else None,
         )
+        if library_size is not None:
+            if part == "private":
+                raise ValueError(
+                    "library_size= applies to decoded counts (part='full' or 'shared'); "
+                    "part='private' is a fold change f_k(t) without a library size."
+                )
+            X_rec = self._at_library_size(X_rec, library_size).astype(X_rec.dtype, copy=False)
         if _get_output_config("transform", self)["dense"] == "pandas":
             import pandas as pd
 
@@ -1092,6 +1108,103 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 names = [f"x{i}" for i in range(self.n_features_in_)]
             return pd.DataFrame(X_rec, columns=list(names), index=index)
         return X_rec
+
+    def get_normalized_expression(
+        self, X, population, *, library_size=None, n_samples=25, random_state=None
+    ):
+        """Counterfactual expression: each row's shared state decoded in ``population``.
+
+        The mean over draws ``z ~ q(z | x)`` and ``t ~`` the private prior of population
+        k (``private_prior``) of the mean of ``p(x | z, t, k)``: what the row would look
+        like in study k, averaged over k's own private variation (scvi-tools'
+        ``transform_batch``). For the row's own population it is the denoised expression
+        with its private code integrated out; :meth:`inverse_transform` of
+        :meth:`transform` keeps the row's own private code instead.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows whose shared codes are decoded.
+        population : label or array-like of shape (n_samples,)
+            Population whose decoder is used, for every row or per row.
+        library_size : float or array-like of shape (n_samples,), default=None
+            Count likelihoods: the means for rows of this library size (total count),
+            ``exp(g) * library_size / library_size_ref_`` as the model's library offset
+            defines them (their sum is the library size only as far as the model fits
+            it); None gives them at the reference size ``library_size_ref_``.
+        n_samples : int, default=25
+            Posterior draws averaged per row.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        expression : ndarray of shape (n_samples, n_features_in_)
+            Mean counts (count likelihoods), probabilities (Bernoulli) or values in the
+            units of X (Gaussian).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> rng = np.random.default_rng(0)
+        >>> C = rng.poisson(5.0, size=(40, 4)).astype(float)
+        >>> model = CPVAE(n_shared=2, n_private=1, likelihood="nb", hidden_layer_sizes=(8,),
+        ...               max_iter=2, n_importance_samples=4,
+        ...               random_state=0).fit(C, np.repeat(["a", "b"], 20))
+        >>> model.get_normalized_expression(C[:3], "b", library_size=1e4).shape
+        (3, 4)
+        """
+        X = check_fitted_X(self, X)
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        labels = np.asarray(population)
+        if labels.ndim == 0:
+            labels = np.full(X.shape[0], labels)
+        idx = self._population_index(labels, X.shape[0], "population")
+        out = np.zeros(X.shape, dtype=np.float64)
+        for sl, (mean,) in self._posterior_decodes(X, [idx], n_samples, random_state):
+            out[sl] += mean / n_samples
+        return self._at_library_size(out, library_size).astype(X.dtype, copy=False)
+
+    def _posterior_decodes(self, X, targets, n_samples, random_state):
+        aggregate = self._private_prior() == "aggregate"
+        k = len(self.classes_)
+        return _inference.posterior_decodes(
+            self.module_,
+            self.device,
+            X,
+            targets,
+            n_samples=n_samples,
+            seed=derive_seeds(random_state, 1)[0],
+            t_mean=self.private_code_mean_ if aggregate else np.zeros((k, self.n_private)),
+            t_var=self.private_code_var_ if aggregate else np.ones((k, self.n_private)),
+        )
+
+    def _at_library_size(self, means, library_size):
+        """Count means at the reference library size rescaled to ``library_size``."""
+        if library_size is None:
+            return means
+        if not get_likelihood(self.likelihood).counts:
+            raise ValueError(
+                f"library_size= sets the total count of the count likelihoods ('poisson', "
+                f"'nb'); the model uses likelihood={self.likelihood!r}. Leave it None."
+            )
+        if not self.module_.library_size:
+            raise ValueError(
+                "library_size= needs a model fitted with library_size=True: without the "
+                "library offset its decoded counts do not depend on a library size."
+            )
+        size = np.asarray(library_size, dtype=np.float64)
+        if size.ndim == 0:
+            size = np.full(len(means), float(size))
+        if size.shape != (len(means),) or not np.all(np.isfinite(size)) or np.any(size <= 0):
+            raise ValueError(
+                f"library_size must be a positive number or one per row ({len(means)}); got "
+                f"{library_size!r}."
+            )
+        # The library offset of the count models: log mu = g + log(l / l_ref).
+        return means * (size[:, None] / self.library_size_ref_)
 
     def sample(self, n_samples=1, population=None, *, random_state=None):
         """Generate rows from the fitted model (eq. 1).

@@ -5,6 +5,7 @@ here trains or runs a network.
 """
 
 import math
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -238,6 +239,27 @@ def check_layer_unused(estimator):
         raise ValueError(
             f"layer={layer!r} picks a layer of an AnnData, but X is not an AnnData; pass "
             "the AnnData, or set layer=None."
+        )
+
+
+def warn_non_integer_counts(X, likelihood, counts, stacklevel=3):
+    """Warn when a count likelihood receives non-integer values (NaN skipped): the
+    density then still evaluates (lgamma interpolates) but models the wrong data, e.g.
+    log-normalised or scaled expression passed where raw counts belong."""
+    if not counts:
+        return
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    values = values[np.isfinite(values)]
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        warnings.warn(
+            f"likelihood={likelihood!r} models raw integer counts, but X has "
+            f"{fractional.size} non-integer value(s) (e.g. {float(fractional[0]):.4g}): "
+            "normalised, log-transformed or scaled data are not counts. Pass the raw "
+            "counts (with an AnnData, layer= names the layer holding them), or use "
+            "likelihood='gaussian'.",
+            UserWarning,
+            stacklevel=stacklevel,
         )
 
 
