@@ -76,19 +76,39 @@ def write_codes(model, adata, populations=None, *, key="X_cpvae"):
     return adata
 
 
-def write_expression(model, adata, populations=None, *, layer="cpvae_expression"):
-    """Store the model's denoised expression (mean of p(x | z, t)) in ``.layers[layer]``.
+def write_expression(
+    model,
+    adata,
+    populations=None,
+    *,
+    population=None,
+    library_size=None,
+    n_samples=25,
+    random_state=0,
+    layer="cpvae_expression",
+):
+    """Store the model's denoised or counterfactual expression in ``.layers[layer]``.
 
-    Each row is decoded from its own posterior means of z and t with its population's
-    decoder: mean counts at the reference library size ``model.library_size_ref_`` for
-    the count likelihoods, values in the units of X for the Gaussian one.
+    Without ``population``, each row is decoded from its own posterior means of z and t
+    with its own population's decoder (:meth:`CPVAE.inverse_transform`). With
+    ``population``, every row's shared state is decoded in that population
+    (:meth:`CPVAE.get_normalized_expression`): "these cells in study k".
 
     Parameters
     ----------
     model : fitted CPVAE
     adata : anndata.AnnData
     populations : array-like of shape (n_obs,), default=None
-        As in :func:`write_codes`.
+        The rows' own populations, as in :func:`write_codes` (unused with ``population``).
+    population : label, default=None
+        Decode every row with this population's decoder instead.
+    library_size : float or array-like of shape (n_obs,), default=None
+        Count likelihoods: mean counts for rows of this library size; None gives them at
+        ``model.library_size_ref_``.
+    n_samples : int, default=25
+        Posterior draws with ``population``.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the draws with ``population``.
     layer : str, default="cpvae_expression"
         Name of the layer written.
 
@@ -98,6 +118,15 @@ def write_expression(model, adata, populations=None, *, layer="cpvae_expression"
         The same object, modified in place.
     """
     _check_adata(adata)
+    if population is not None:
+        adata.layers[layer] = model.get_normalized_expression(
+            adata,
+            population,
+            library_size=library_size,
+            n_samples=n_samples,
+            random_state=random_state,
+        )
+        return adata
     if populations is None:
         column = model.population_column
         if column is not None and column in adata.obs.columns:
@@ -107,7 +136,7 @@ def write_expression(model, adata, populations=None, *, layer="cpvae_expression"
     codes = model.get_latent_representation(adata, populations, blocks="both")
     idx = population_index(model.classes_, populations, adata.n_obs)
     n_shared = model.n_shared
-    adata.layers[layer] = _inference.decode(
+    expression = _inference.decode(
         model.module_,
         model.device,
         codes,
@@ -115,4 +144,5 @@ def write_expression(model, adata, populations=None, *, layer="cpvae_expression"
         t_cols=slice(n_shared, None),
         populations=idx,
     )
+    adata.layers[layer] = model._at_library_size(expression, library_size)
     return adata

@@ -125,6 +125,11 @@ def test_helpers_write_obsm_and_layers():
     np.testing.assert_array_equal(
         adata.layers["cpvae_expression"], model.inverse_transform(both, adata.obs["batch"])
     )
+    write_expression(model, adata, population="pop1", layer="as_pop1", random_state=0)
+    np.testing.assert_array_equal(
+        adata.layers["as_pop1"],
+        model.get_normalized_expression(adata, "pop1", random_state=0),
+    )
     with pytest.raises(TypeError, match="AnnData"):
         write_codes(model, adata.X)
 
