@@ -26,7 +26,7 @@ def check_known_populations(classes, populations, what="populations"):
     if np.any(unknown):
         names = np.unique(populations[unknown]).tolist()
         raise ValueError(
-            f"unknown population(s) {names} in {what}: the model was fitted on "
+            f"unknown population label(s) {names} in {what}: the model was fitted on "
             f"{classes.tolist()}, and their private networks do not exist, so their rows have "
             "no likelihood. In cross-validation, use folds that keep every population in "
             "every training fold, cv=sklearn_cpvae.population_cv(populations); to add a new "

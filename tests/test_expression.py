@@ -69,7 +69,7 @@ def test_counterfactual_expression(nb_model):
     np.testing.assert_array_equal(
         as_a, model.get_normalized_expression(C[b_rows], "a", random_state=0)
     )
-    with pytest.raises(ValueError, match=r"unknown population\(s\) \['z'\]"):
+    with pytest.raises(ValueError, match=r"unknown population label\(s\) \['z'\]"):
         model.get_normalized_expression(C[:3], "z")
 
 
