@@ -6,6 +6,7 @@ information regularised objective, sub-group discovery and classification by
 importance-sampled marginal likelihood.
 """
 
+from sklearn_cpvae._cv import population_cv
 from sklearn_cpvae._estimator import CPVAE, load, load_pipeline, save_pipeline
 from sklearn_cpvae._training import TrainingDivergedError
 from sklearn_cpvae._version import __version__
@@ -20,5 +21,6 @@ __all__ = [
     "load",
     "load_pipeline",
     "log_likelihood_scorer",
+    "population_cv",
     "save_pipeline",
 ]

@@ -20,6 +20,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae import _inference, _persistence
+from sklearn_cpvae._cv import check_known_populations
 from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS
@@ -34,19 +35,24 @@ from sklearn_cpvae._sklearn_compat import (
 from sklearn_cpvae._torch_utils import derive_seeds, fit_info, resolve_device
 from sklearn_cpvae._training import TrainConfig, fit_module, training_data
 from sklearn_cpvae._validation import (
+    anndata_rows,
+    check_anndata_features,
     check_fitted_X,
     check_float32_range,
     check_latent_sizes,
+    check_layer_unused,
     check_no_missing_labels,
     check_populations,
     check_same_networks,
     check_validation_split,
     finite_mode,
     hidden_sizes,
+    is_anndata,
     population_index,
     private_gate,
     resolve_priors,
     split_population_column,
+    warn_non_integer_counts,
 )
 
 
@@ -204,7 +210,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         target), the column is not a feature, and the other methods drop it from X;
         :meth:`transform` uses it as ``populations`` when that argument is not given.
         Passing the populations as ``y`` instead keeps working in every
-        :class:`~sklearn.pipeline.Pipeline` and search.
+        :class:`~sklearn.pipeline.Pipeline` and search. With an
+        :class:`anndata.AnnData` as X, the column is read from ``.obs``.
+    layer : None or str, default=None
+        With an :class:`anndata.AnnData` as X (every method accepts one): the rows are
+        ``.layers[layer]`` (typically the raw counts that ``likelihood="nb"`` needs)
+        instead of ``.X``; a sparse layer stays sparse. The feature names are the
+        ``var_names``, and :meth:`transform` under ``set_output(transform="pandas")``
+        keeps the ``obs_names`` as index. Must be None for any other X.
     mi_samples : int or None, default=None
         How the MI term of eq. 4 is estimated on each minibatch. None: exactly, running
         every private encoder on every row, so a training row costs O(K) encoder passes.
@@ -347,6 +360,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "population_column": [None, str],
+        "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
         "precision": [StrOptions({"float32", "bf16"})],
         "compile": ["boolean"],
@@ -386,6 +400,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         no_private_populations=None,
         shared_invariance=0.0,
         population_column=None,
+        layer=None,
         mi_samples=None,
         precision="float32",
         compile=False,
@@ -421,6 +436,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
         self.population_column = population_column
+        self.layer = layer
         self.mi_samples = mi_samples
         self.precision = precision
         self.compile = compile
@@ -545,19 +561,188 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return self
 
+    def add_populations(self, X, populations=None, *, max_iter=None):
+        """Add new populations (studies) to the fitted model, scArches-style.
+
+        Each new population gets a private encoder and decoder, trained on its rows with
+        the objective of :meth:`fit` while the shared networks, Psi, the NB dispersions,
+        the standardisation and every old population's private networks stay frozen: the
+        old populations' outputs are unchanged, and the new ones are modelled in the same
+        shared space. Training sees only the new rows, so with one new population its MI
+        term (which needs other populations' rows) is absent and it is trained with the
+        ELBO of eq. 3; add several at once to keep the MI term among them. The optimiser
+        state is reset (a later ``warm_start`` fit starts Adam afresh).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows of the new populations only, with the features of :meth:`fit`.
+        populations : array-like of shape (n_samples,), default=None
+            Population of each row, none of them in ``classes_``; None reads
+            ``population_column``.
+        max_iter : int, default=None
+            Epochs of training; None uses the ``max_iter`` parameter.
+
+        Returns
+        -------
+        self : CPVAE
+            With ``classes_``, ``population_counts_``, ``priors_``, ``has_private_`` and the
+            private aggregate moments extended (labels kept sorted).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(60, 4))
+        >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
+        ...               n_importance_samples=4, random_state=0)
+        >>> model = model.fit(X[:40], np.repeat(["a", "b"], 20))
+        >>> model.add_populations(X[40:], np.repeat("c", 20), max_iter=2).classes_
+        array(['a', 'b', 'c'], dtype='<U1')
+        """
+        check_is_fitted(self)
+        if max_iter is not None and (
+            not isinstance(max_iter, Integral) or isinstance(max_iter, bool) or max_iter < 1
+        ):
+            raise ValueError(f"max_iter must be a positive integer or None; got {max_iter!r}.")
+        X, column = check_fitted_X(self, X, return_column=True)
+        if populations is None:
+            populations = column
+        if populations is None:
+            raise ValueError(
+                "add_populations needs the population of each new row: pass populations=, "
+                "or X holding population_column."
+            )
+        labels = np.asarray(populations)
+        if labels.ndim != 1 or len(labels) != X.shape[0]:
+            raise ValueError(
+                f"populations must be 1-D with one label per row ({X.shape[0]}); got shape "
+                f"{labels.shape}."
+            )
+        check_classification_targets(labels)
+        new_classes, new_idx = np.unique(labels, return_inverse=True)
+        known = new_classes[np.isin(new_classes, self.classes_)].tolist()
+        if known:
+            raise ValueError(
+                f"add_populations got rows of population(s) {known} that the model was "
+                "already fitted on; pass the rows of new populations only (refit, or "
+                "warm_start, to train on more rows of known ones)."
+            )
+        counts = np.bincount(new_idx, minlength=len(new_classes))
+        if np.any(counts < 2):
+            raise ValueError(
+                f"every new population needs at least 2 rows; population(s) "
+                f"{new_classes[counts < 2].tolist()} have 1."
+            )
+        if self.priors is not None and not isinstance(self.priors, str):
+            raise ValueError(
+                f"priors gives {len(self.priors)} values for the fitted populations; set "
+                "priors to None, 'uniform' or one value per population after the addition "
+                "(set_params) before add_populations."
+            )
+        check_float32_range(X)
+        get_likelihood(self.likelihood).check_support(X)
+        warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts)
+        seed_init, seed_train, seed_split, seed_val = derive_seeds(self.random_state, 9)[5:]
+        device = resolve_device(self.device)
+        n_new = len(new_classes)
+        sub = self._build_module(X.shape[1], np.ones(n_new), seed_init)
+        _copy_shared_networks(self.module_, sub)
+        data, val = training_data(
+            X,
+            new_idx,
+            n_new,
+            device,
+            validation_fraction=self.validation_fraction if self.early_stopping else None,
+            seed=seed_split,
+        )
+        # One new population has no other rows for its MI term: train it with eq. 3,
+        # which is "elbo_mi" without that term (for "paper", the own KL then keeps the
+        # lone private code from drifting, which nothing else would).
+        objective = self._objective() if n_new > 1 else "elbo"
+        cfg = TrainConfig(
+            objective=objective,
+            mi_weight=float(self.mi_weight),
+            mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
+            batch_size=self.batch_size,
+            max_iter=self.max_iter if max_iter is None else int(max_iter),
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            max_grad_norm=self.max_grad_norm,
+            verbose=self.verbose,
+            mi_samples=self.mi_samples,
+            precision=self.precision,
+        )
+        outcome = fit_module(
+            sub,
+            data,
+            cfg,
+            device=device,
+            learning_rate=self.learning_rate_init,
+            seed=seed_train,
+            val=val,
+            val_seed=seed_val,
+        )
+        if outcome.diverged is not None:
+            # The fitted model is untouched: nothing was merged yet.
+            raise outcome.diverged
+        mu, var = _inference.encode(
+            sub, self.device, X, new_idx, has_private=np.ones(n_new, bool), private_var=True
+        )
+        new_mean = np.stack([mu[new_idx == j].mean(0) for j in range(n_new)])
+        new_var = np.stack(
+            [mu[new_idx == j].var(0) + var[new_idx == j].mean(0) for j in range(n_new)]
+        )
+        classes = np.concatenate([self.classes_, new_classes])
+        order = np.argsort(classes, kind="stable")
+        gate = np.concatenate([self.has_private_.astype(float), np.ones(n_new)])[order]
+        merged = self._build_module(X.shape[1], gate, 0)
+        _copy_shared_networks(self.module_, merged)
+        _merge_private_networks(self.module_, sub, merged, order)
+        for p in merged.parameters():
+            p.requires_grad_(True)
+        self.module_ = merged.eval()
+        self.classes_ = classes[order]
+        self.population_counts_ = np.concatenate([self.population_counts_, counts])[order]
+        self.has_private_ = gate.astype(bool)
+        self.priors_ = resolve_priors(self.priors, self.population_counts_)
+        self.private_code_mean_ = np.concatenate([self.private_code_mean_, new_mean])[order]
+        self.private_code_var_ = np.concatenate([self.private_code_var_, new_var])[order]
+        self._optimizer_state = None
+        if not outcome.result.converged and not self.early_stopping:
+            warnings.warn(
+                f"add_populations stopped after {cfg.max_iter} epochs without converging; "
+                "increase max_iter.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
     def _validated_fit_data(self, X, y, populations=None):
         """Validated X (CSR if sparse), population labels and indices, private gates.
 
         The populations come from ``populations``, else from ``population_column``, else
         from ``y``; a ``y`` next to either of the first two is another step's target."""
-        # A DataFrame without the named column is a mistake even when y is given (fit
-        # would otherwise quietly take the populations from y, another step's target).
-        X, column = split_population_column(
-            X,
-            self.population_column,
-            required=populations is None and (y is None or hasattr(X, "columns")),
-            has_y=y is not None,
-        )
+        adata = X if is_anndata(X) else None
+        if adata is not None:
+            X, column = anndata_rows(
+                adata,
+                self.layer,
+                self.population_column,
+                required=y is None and populations is None,
+            )
+        else:
+            check_layer_unused(self)
+            # A DataFrame without the named column is a mistake even when y is given (fit
+            # would otherwise quietly take the populations from y, another step's target).
+            X, column = split_population_column(
+                X,
+                self.population_column,
+                required=populations is None and (y is None or hasattr(X, "columns")),
+                has_y=y is not None,
+            )
         if populations is not None:
             check_no_missing_labels(populations, "populations")
             if column is not None and not np.array_equal(np.asarray(populations), column):
@@ -577,16 +762,24 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "population of each row as y or as populations=, or X as a DataFrame "
                 "holding the column named by population_column."
             )
+        continuing = self.warm_start and hasattr(self, "module_")
+        if adata is not None and continuing:
+            check_anndata_features(self, adata)
         X, y = validate_data(
             self,
             X,
             y,
             dtype=[np.float64, np.float32],
             ensure_min_samples=2,
-            reset=not (self.warm_start and hasattr(self, "module_")),
+            # An AnnData's matrix has no names for sklearn to check: its var_names are.
+            reset=not continuing or adata is not None,
             accept_sparse=("csr", "csc"),
             ensure_all_finite=finite_mode(self.missing),
         )
+        if adata is not None:
+            names = np.asarray(adata.var_names, dtype=object)
+            if all(isinstance(n, str) for n in names):
+                self.feature_names_in_ = names
         if sp.issparse(X):
             X = X.tocsr()
         check_classification_targets(y)
@@ -595,6 +788,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         classes, y_idx = np.unique(y, return_inverse=True)
         check_populations(classes, y_idx)
         get_likelihood(self.likelihood).check_support(X)
+        warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts, 4)
         gate = private_gate(self.no_private_populations, classes)
         check_latent_sizes(self.n_shared, self.n_private, X.shape[1])
         if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
@@ -694,6 +888,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         )
 
     def _population_index(self, populations, n_rows, name="populations"):
+        check_known_populations(self.classes_, populations, name)
         return population_index(self.classes_, populations, n_rows, name)
 
     def score(self, X, y=None, sample_weight=None):
@@ -713,13 +908,19 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         -------
         score : float
         """
-        _, column = split_population_column(
-            X, self.population_column, required=y is None and hasattr(X, "columns")
-        )
+        check_is_fitted(self)
+        if is_anndata(X):
+            _, column = anndata_rows(X, self.layer, self.population_column)
+        else:
+            _, column = split_population_column(
+                X, self.population_column, required=y is None and hasattr(X, "columns")
+            )
         if column is not None:
             y = column
         if y is None:
             raise ValueError("score needs y, or X as a DataFrame holding population_column.")
+        # Accuracy would count rows of an unknown population as silently misclassified.
+        check_known_populations(self.classes_, y, "the scored rows' populations")
         return super().score(X, y, sample_weight=sample_weight)
 
     def predict_log_proba(self, X):
@@ -813,13 +1014,58 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         codes : ndarray of shape (n_samples, n_codes)
             ``n_shared + n_private`` columns for ``blocks="both"``, else one block.
         """
+        obs_names = X.obs_names if is_anndata(X) else None
+        codes = self._codes(X, populations, self.blocks)
+        if obs_names is not None and _get_output_config("transform", self)["dense"] == "pandas":
+            import pandas as pd
+
+            # set_output takes the index of DataFrame input only; an AnnData's is obs_names.
+            return pd.DataFrame(codes, index=pd.Index(obs_names))
+        return codes
+
+    def get_latent_representation(self, X, populations=None, *, blocks="shared"):
+        """Posterior means of the chosen code blocks, whatever the ``blocks`` parameter.
+
+        The shared code needs no population, so rows of a study never seen in
+        :meth:`fit` can be embedded with the default ``blocks="shared"``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows to encode.
+        populations : array-like of shape (n_samples,), default=None
+            Population of each row for the private code; None uses ``population_column``
+            when X holds it, else the predicted population. Unused for ``"shared"``.
+        blocks : {"shared", "private", "both"}, default="shared"
+            Which codes to return, laid out as :meth:`transform` would.
+
+        Returns
+        -------
+        codes : ndarray of shape (n_samples, n_codes)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> X = np.random.default_rng(0).normal(size=(40, 4))
+        >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
+        ...               n_importance_samples=4, random_state=0).fit(X, np.repeat([0, 1], 20))
+        >>> model.get_latent_representation(X[:3]).shape
+        (3, 2)
+        """
+        check_is_fitted(self)
+        if blocks not in ("both", "shared", "private"):
+            raise ValueError(f"blocks must be 'both', 'shared' or 'private'; got {blocks!r}.")
+        return self._codes(X, populations, blocks)
+
+    def _codes(self, X, populations, blocks):
         X, column = check_fitted_X(self, X, return_column=True)
-        if populations is None:
-            populations = column
         parts = []
-        if self.blocks in ("both", "shared"):
+        if blocks in ("both", "shared"):
             parts.append(_inference.encode(self.module_, self.device, X))
-        if self.blocks in ("both", "private"):
+        if blocks in ("both", "private"):
+            if populations is None:
+                populations = column
             if populations is None:
                 idx = np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
             else:
@@ -829,7 +1075,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             )
         return np.hstack(parts)
 
-    def inverse_transform(self, X, populations=None, *, part="auto"):
+    def inverse_transform(self, X, populations=None, *, part="auto", library_size=None):
         """Decode codes back to feature space: full, shared-only, private-only or swapped.
 
         Parameters
@@ -847,6 +1093,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             ``"shared"`` for ``blocks="shared"`` and an error otherwise, since codes do
             not say which private decoder to use (pass the populations that
             :meth:`transform` used, or ``part="shared"`` for the shared part alone).
+        library_size : float or array-like of shape (n_samples,), default=None
+            Count likelihoods, ``part="full"`` or ``"shared"``: mean counts for rows of
+            this library size (``exp(g) * library_size / library_size_ref_``); None
+            gives them at ``library_size_ref_``. Any population with any library size
+            is a counterfactual (see also :meth:`get_normalized_expression`).
 
         Returns
         -------
@@ -856,6 +1107,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             input feature names when ``set_output(transform="pandas")`` is active.
         """
         check_is_fitted(self)
+        index = X.index if hasattr(X, "index") and hasattr(X, "columns") else None
         X = check_array(X, dtype=[np.float64, np.float32])
         widths = {
             "both": self.n_shared + self.n_private,
@@ -902,14 +1154,118 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             else None,
             populations=idx if part in ("full", "private") else None,
         )
+        if library_size is not None:
+            if part == "private":
+                raise ValueError(
+                    "library_size= applies to decoded counts (part='full' or 'shared'); "
+                    "part='private' is a fold change f_k(t) without a library size."
+                )
+            X_rec = self._at_library_size(X_rec, library_size).astype(X_rec.dtype, copy=False)
         if _get_output_config("transform", self)["dense"] == "pandas":
             import pandas as pd
 
             names = getattr(self, "feature_names_in_", None)
             if names is None:
                 names = [f"x{i}" for i in range(self.n_features_in_)]
-            return pd.DataFrame(X_rec, columns=list(names))
+            return pd.DataFrame(X_rec, columns=list(names), index=index)
         return X_rec
+
+    def get_normalized_expression(
+        self, X, population, *, library_size=None, n_samples=25, random_state=None
+    ):
+        """Counterfactual expression: each row's shared state decoded in ``population``.
+
+        The mean over draws ``z ~ q(z | x)`` and ``t ~`` the private prior of population
+        k (``private_prior``) of the mean of ``p(x | z, t, k)``: what the row would look
+        like in study k, averaged over k's own private variation (scvi-tools'
+        ``transform_batch``). For the row's own population it is the denoised expression
+        with its private code integrated out; :meth:`inverse_transform` of
+        :meth:`transform` keeps the row's own private code instead.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+            Rows whose shared codes are decoded.
+        population : label or array-like of shape (n_samples,)
+            Population whose decoder is used, for every row or per row.
+        library_size : float or array-like of shape (n_samples,), default=None
+            Count likelihoods: the means for rows of this library size (total count),
+            ``exp(g) * library_size / library_size_ref_`` as the model's library offset
+            defines them (their sum is the library size only as far as the model fits
+            it); None gives them at the reference size ``library_size_ref_``.
+        n_samples : int, default=25
+            Posterior draws averaged per row.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draws.
+
+        Returns
+        -------
+        expression : ndarray of shape (n_samples, n_features_in_)
+            Mean counts (count likelihoods), probabilities (Bernoulli) or values in the
+            units of X (Gaussian).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_cpvae import CPVAE
+        >>> rng = np.random.default_rng(0)
+        >>> C = rng.poisson(5.0, size=(40, 4)).astype(float)
+        >>> model = CPVAE(n_shared=2, n_private=1, likelihood="nb", hidden_layer_sizes=(8,),
+        ...               max_iter=2, n_importance_samples=4,
+        ...               random_state=0).fit(C, np.repeat(["a", "b"], 20))
+        >>> model.get_normalized_expression(C[:3], "b", library_size=1e4).shape
+        (3, 4)
+        """
+        X = check_fitted_X(self, X)
+        if not isinstance(n_samples, Integral) or isinstance(n_samples, bool) or n_samples < 1:
+            raise ValueError(f"n_samples must be a positive integer; got {n_samples!r}.")
+        labels = np.asarray(population)
+        if labels.ndim == 0:
+            labels = np.full(X.shape[0], labels)
+        idx = self._population_index(labels, X.shape[0], "population")
+        out = np.zeros(X.shape, dtype=np.float64)
+        for sl, (mean,) in self._posterior_decodes(X, [idx], n_samples, random_state):
+            out[sl] += mean / n_samples
+        return self._at_library_size(out, library_size).astype(X.dtype, copy=False)
+
+    def _posterior_decodes(self, X, targets, n_samples, random_state):
+        aggregate = self._private_prior() == "aggregate"
+        k = len(self.classes_)
+        return _inference.posterior_decodes(
+            self.module_,
+            self.device,
+            X,
+            targets,
+            n_samples=n_samples,
+            seed=derive_seeds(random_state, 1)[0],
+            t_mean=self.private_code_mean_ if aggregate else np.zeros((k, self.n_private)),
+            t_var=self.private_code_var_ if aggregate else np.ones((k, self.n_private)),
+        )
+
+    def _at_library_size(self, means, library_size):
+        """Count means at the reference library size rescaled to ``library_size``."""
+        if library_size is None:
+            return means
+        if not get_likelihood(self.likelihood).counts:
+            raise ValueError(
+                f"library_size= sets the total count of the count likelihoods ('poisson', "
+                f"'nb'); the model uses likelihood={self.likelihood!r}. Leave it None."
+            )
+        if not self.module_.library_size:
+            raise ValueError(
+                "library_size= needs a model fitted with library_size=True: without the "
+                "library offset its decoded counts do not depend on a library size."
+            )
+        size = np.asarray(library_size, dtype=np.float64)
+        if size.ndim == 0:
+            size = np.full(len(means), float(size))
+        if size.shape != (len(means),) or not np.all(np.isfinite(size)) or np.any(size <= 0):
+            raise ValueError(
+                f"library_size must be a positive number or one per row ({len(means)}); got "
+                f"{library_size!r}."
+            )
+        # The library offset of the count models: log mu = g + log(l / l_ref).
+        return means * (size[:, None] / self.library_size_ref_)
 
     def sample(self, n_samples=1, population=None, *, random_state=None):
         """Generate rows from the fitted model (eq. 1).
@@ -1029,6 +1385,34 @@ def _start_networks(est, X, gate, seed):
             module.log_psi.fill_(log_psi)
         module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
     return module, library_ref
+
+
+def _copy_shared_networks(source, target):
+    """Copy everything but the private networks from ``source`` into ``target`` and freeze
+    it there: the shared encoder and decoder, Psi, the NB dispersions, the library-size
+    reference and the standardisation."""
+    private = ("enc_private.", "dec_private.", "private_gate")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith(private)}
+    missing = target.load_state_dict(state, strict=False)
+    if missing.unexpected_keys:
+        raise RuntimeError(f"unexpected network weights {missing.unexpected_keys}")
+    for name, p in target.named_parameters():
+        p.requires_grad_(name.startswith(private))
+
+
+def _merge_private_networks(old, new, target, order):
+    """``target``'s private networks are ``old``'s K slices then ``new``'s M slices,
+    reordered by ``order`` (stacked weights: the first layer stacks networks on axis 1,
+    the others and every bias on axis 0, see :class:`~sklearn_cpvae._nn.StackedMLP`)."""
+    order = torch.as_tensor(order)
+    with torch.no_grad():
+        for name in ("enc_private", "dec_private"):
+            a, b, t = getattr(old, name), getattr(new, name), getattr(target, name)
+            for i, (wa, wb, wt) in enumerate(zip(a.weights, b.weights, t.weights)):
+                axis = 1 if i == 0 else 0
+                wt.copy_(torch.cat([wa, wb], axis).index_select(axis, order))
+            for ba, bb, bt in zip(a.biases, b.biases, t.biases):
+                bt.copy_(torch.cat([ba, bb], 0).index_select(0, order))
 
 
 def _module_for_loading(est):

@@ -161,3 +161,40 @@ def private_kl(module, device, X):
             mu, lv = module.encode_private_all(to_tensor(X[sl], device, X.dtype))
             out.append(kl_std_normal(mu, lv).T.cpu().numpy())
     return np.concatenate(out).astype(np.float64)
+
+
+def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_var):
+    """Decoded means under several populations for the same posterior draws of z.
+
+    For every chunk of rows and each of ``n_samples`` draws ``z_s ~ q(z | x)`` and
+    ``eps_s ~ N(0, I)``, yields ``(rows, [mean of p(x | z_s, t_k, k) for k in targets])``
+    with ``t_k = t_mean[k] + sqrt(t_var[k]) * eps_s`` (population k's private prior, the
+    same ``eps_s`` for every k: common random numbers, so that differences between
+    populations are not swamped by noise). ``targets`` are (n,) index arrays. Means are
+    at the reference library size, in the units of X, as numpy float64.
+    """
+    module, device, tdtype = inference_module(module, device, X.dtype)
+    gen = torch.Generator().manual_seed(seed)
+    t_mean = torch.as_tensor(t_mean, dtype=tdtype, device=device)
+    t_std = torch.as_tensor(np.sqrt(t_var), dtype=tdtype, device=device)
+    n_features = module.dec_shared.weights[-1].shape[-1]
+    per_row = 8 * X.dtype.itemsize * (n_features * (1 + len(targets)) + _width(module, X))
+    with torch.inference_mode():
+        for sl in chunks(X.shape[0], per_row):
+            xb = to_tensor(X[sl], device, X.dtype)
+            mu_z, lv_z = module.encode_shared(xb)
+            pops = [torch.as_tensor(t[sl], device=device) for t in targets]
+            for _ in range(n_samples):
+                eps_z = torch.randn(mu_z.shape, generator=gen, dtype=torch.float64)
+                eps_t = torch.randn(
+                    (len(xb), module.n_private), generator=gen, dtype=torch.float64
+                )
+                z = mu_z + torch.exp(0.5 * lv_z) * eps_z.to(device=device, dtype=tdtype)
+                shared = module.decode_shared(z)
+                eps_t = eps_t.to(device=device, dtype=tdtype)
+                means = []
+                for k in pops:
+                    t = t_mean[k] + t_std[k] * eps_t
+                    out = module.output_mean(shared + module.decode_private(t, k))
+                    means.append(check_finite_output(out.cpu().numpy(), "the decoded X", tdtype))
+                yield sl, [m.astype(np.float64) for m in means]

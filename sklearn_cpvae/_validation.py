@@ -5,10 +5,12 @@ here trains or runs a network.
 """
 
 import math
+import warnings
 from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae._sklearn_compat import validate_data
@@ -196,6 +198,57 @@ def check_latent_sizes(n_shared, n_private, n_features):
         )
 
 
+def is_anndata(X):
+    """True for an :class:`anndata.AnnData` (checked by type, so anndata is not imported)."""
+    return any(
+        cls.__name__ == "AnnData" and cls.__module__.split(".")[0] == "anndata"
+        for cls in type(X).__mro__
+    )
+
+
+def anndata_rows(adata, layer, column, *, required=False):
+    """``(matrix, population labels or None)`` of an AnnData: ``.layers[layer]`` (raw
+    counts, say) or ``.X``, kept sparse when stored sparse, and ``.obs[column]``."""
+    if layer is None:
+        matrix = adata.X
+    elif layer in adata.layers:
+        matrix = adata.layers[layer]
+    else:
+        raise ValueError(
+            f"layer={layer!r} is not a layer of the AnnData (its layers: "
+            f"{list(adata.layers.keys())}); name one of them, or layer=None for .X."
+        )
+    if matrix is None:
+        raise ValueError("the AnnData has no .X; name the layer that holds the rows (layer=).")
+    labels = None
+    if column is not None:
+        if column in adata.obs.columns:
+            labels = np.asarray(adata.obs[column])
+        elif required:
+            raise ValueError(
+                f"population_column={column!r} is not a column of the AnnData's .obs (its "
+                f"columns: {list(map(str, adata.obs.columns))[:20]}), and y is None: pass the "
+                "populations as y, or name the .obs column that holds them."
+            )
+    return matrix, labels
+
+
+def check_anndata_features(estimator, adata):
+    """An AnnData at inference must have the fitted features, in order (``var_names``)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and not np.array_equal(np.asarray(adata.var_names), names):
+        missing = [n for n in names if n not in set(adata.var_names)][:5]
+        raise ValueError(
+            "the AnnData's var_names differ from the feature names seen in fit "
+            f"(first missing: {missing}); subset it as adata[:, model.feature_names_in_]."
+        )
+    if adata.n_vars != estimator.n_features_in_:
+        raise ValueError(
+            f"the AnnData has {adata.n_vars} features, but {type(estimator).__name__} was "
+            f"fitted with {estimator.n_features_in_}."
+        )
+
+
 def check_populations(classes, y_idx):
     """At least two populations, each with at least two rows."""
     if len(classes) < 2:
@@ -268,18 +321,55 @@ def population_index(classes, populations, n_rows, name="populations"):
 def check_fitted_X(estimator, X, *, return_column=False):
     """X for a fitted CPVAE's inference methods: validated, CSR if sparse, column split."""
     check_is_fitted(estimator)
-    X, column = split_population_column(X, estimator.population_column)
-    X = validate_data(
-        estimator,
-        X,
+    column_name = getattr(estimator, "population_column", None)
+    checks = dict(
         dtype=[np.float64, np.float32],
-        reset=False,
         accept_sparse=("csr", "csc"),
         ensure_all_finite=finite_mode(estimator.missing),
     )
+    if is_anndata(X):
+        check_anndata_features(estimator, X)
+        X, column = anndata_rows(X, getattr(estimator, "layer", None), column_name)
+        # The names were compared above; sklearn's check would only see an unnamed matrix.
+        X = check_array(X, **checks)
+    else:
+        check_layer_unused(estimator)
+        X, column = split_population_column(X, column_name)
+        X = validate_data(estimator, X, reset=False, **checks)
     if sp.issparse(X):
         X = X.tocsr()
     return (X, column) if return_column else X
+
+
+def check_layer_unused(estimator):
+    """``layer`` selects a layer of an AnnData; with any other X it would be ignored."""
+    layer = getattr(estimator, "layer", None)
+    if layer is not None:
+        raise ValueError(
+            f"layer={layer!r} picks a layer of an AnnData, but X is not an AnnData; pass "
+            "the AnnData, or set layer=None."
+        )
+
+
+def warn_non_integer_counts(X, likelihood, counts, stacklevel=3):
+    """Warn when a count likelihood receives non-integer values (NaN skipped): the
+    density then still evaluates (lgamma interpolates) but models the wrong data, e.g.
+    log-normalised or scaled expression passed where raw counts belong."""
+    if not counts:
+        return
+    values = X.data if sp.issparse(X) else np.asarray(X)
+    values = values[np.isfinite(values)]
+    fractional = values[values != np.round(values)]
+    if fractional.size:
+        warnings.warn(
+            f"likelihood={likelihood!r} models raw integer counts, but X has "
+            f"{fractional.size} non-integer value(s) (e.g. {float(fractional[0]):.4g}): "
+            "normalised, log-transformed or scaled data are not counts. Pass the raw "
+            "counts (with an AnnData, layer= names the layer holding them), or use "
+            "likelihood='gaussian'.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
 
 
 def check_same_networks(fitted, wanted):

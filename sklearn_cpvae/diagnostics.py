@@ -9,7 +9,9 @@ Two questions a multi-study analysis has to answer before the codes are trusted:
 * **Variance explained** (:func:`variance_explained`): per feature and population, the
   share of the variance of X captured by the shared part ``f_s(z)`` and by the
   population's private part ``f_k(t)`` (as MOFA reports it per factor group), to ask
-  which features are study-specific.
+  which features are study-specific; for count models, the share of deviance.
+* **Differential expression** (:func:`differential_expression`): per feature, how two
+  populations' decoders differ on the same shared states (scvi-tools' "change" mode).
 """
 
 import numpy as np
@@ -23,7 +25,13 @@ from sklearn_cpvae import _inference
 from sklearn_cpvae._likelihoods import get_likelihood
 from sklearn_cpvae._validation import check_fitted_X, population_index
 
-__all__ = ["leakage_report", "linear_probe", "private_kl", "variance_explained"]
+__all__ = [
+    "differential_expression",
+    "leakage_report",
+    "linear_probe",
+    "private_kl",
+    "variance_explained",
+]
 
 
 def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
@@ -150,7 +158,13 @@ def variance_explained(model, X, populations):
     a value can be negative when a part alone fits worse than the population's mean.
     NaN entries of X are left out of the sums.
 
-    Only defined for ``likelihood="gaussian"``, whose decoder output is in the units of X.
+    For ``likelihood="poisson"`` and ``"nb"`` the share is deviance explained (the D² of
+    a GLM): ``1 - sum_i dev(x_id, mu_id) / sum_i dev(x_id, mu0_id)`` with the model's
+    unit deviance (NB with the fitted theta), where the log mean of a part holds the
+    other part at its population average, ``log mu = f_s(z) + mean f_k(t) + o`` (shared)
+    or ``mean f_s(z) + f_k(t) + o`` (private), ``o`` the row's log library-size factor,
+    and the null model ``mu0`` is the population's mean count of the feature, scaled by
+    each row's library size. Bernoulli models are not supported.
 
     Parameters
     ----------
@@ -168,10 +182,14 @@ def variance_explained(model, X, populations):
         ``classes``; ``features`` (``feature_names_in_`` or ``x0, x1, ...``).
         ``private`` is 0 for populations without a private space.
     """
-    if not get_likelihood(model.likelihood).identity_mean:
+    lik = get_likelihood(model.likelihood)
+    if lik.counts:
+        return _deviance_explained(model, *_prepare(model, X, populations))
+    if not lik.identity_mean:
         raise ValueError(
             "variance_explained needs likelihood='gaussian' (decoder output in the units "
-            f"of X); the model uses {model.likelihood!r}."
+            "of X), 'poisson' or 'nb' (deviance explained); the model uses "
+            f"{model.likelihood!r}."
         )
     X, idx = _prepare(model, X, populations)
     module, device, _ = _inference.inference_module(model.module_, model.device, X.dtype)
@@ -241,6 +259,197 @@ def variance_explained(model, X, populations):
         "shared": sums["shared"],
         "private": sums["private"],
         "total": sums["total"],
+        "overall": overall,
+        "classes": model.classes_.copy(),
+        "features": np.asarray(names, dtype=object),
+    }
+
+
+def differential_expression(
+    model, X, population1, population2, *, delta=None, n_samples=25, random_state=0
+):
+    """Per-feature difference between two populations' decoders on the same cells.
+
+    Every row's shared code is drawn from ``q(z | x)``; for each draw the row is decoded
+    by population 1's and by population 2's decoder, each with a private code drawn from
+    that population's private prior (:meth:`CPVAE.get_normalized_expression`), with
+    common random numbers. The effect of a draw is the log2 fold change
+    ``log2(mu_1 / mu_2)`` for the count likelihoods (means at one library size, which
+    cancels) and the difference ``mu_1 - mu_2`` otherwise (units of X, probabilities
+    for Bernoulli). Pooled over rows and draws, ``proba_de = P(|effect| > delta)``, as
+    in scvi-tools' ``mode="change"``; the rows choose the cells compared (e.g. one cell
+    type of every study).
+
+    Parameters
+    ----------
+    model : fitted CPVAE
+    X : {array-like, sparse matrix, DataFrame, AnnData} of shape (n_samples, n_features)
+        Rows whose shared states are decoded.
+    population1, population2 : label
+        The two populations compared (effects are 1 relative to 2).
+    delta : float, default=None
+        Smallest effect that counts as a difference. None: 0.25 (log2 fold change) for
+        the count likelihoods, 0.25 times each feature's training standard deviation
+        for the Gaussian one (its ``standardize`` scale; 0.25 without it), 0.05 for
+        Bernoulli.
+    n_samples : int, default=25
+        Posterior draws per row.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the draws.
+
+    Returns
+    -------
+    result : dict
+        ``effect_mean``, ``effect_std``, ``proba_de``, ``proba_not_de`` and the mean
+        decoded values ``mean1``, ``mean2``: arrays of shape (n_features,); ``effect``:
+        ``"log2_fold_change"`` or ``"difference"``; ``delta`` (n_features,);
+        ``features``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cpvae import CPVAE
+    >>> from sklearn_cpvae.diagnostics import differential_expression
+    >>> rng = np.random.default_rng(0)
+    >>> C = rng.poisson(5.0, size=(40, 4)).astype(float)
+    >>> model = CPVAE(n_shared=2, n_private=1, likelihood="nb", hidden_layer_sizes=(8,),
+    ...               max_iter=2, n_importance_samples=4,
+    ...               random_state=0).fit(C, np.repeat(["a", "b"], 20))
+    >>> de = differential_expression(model, C, "a", "b")
+    >>> de["effect"], de["proba_de"].shape
+    ('log2_fold_change', (4,))
+    """
+    X = check_fitted_X(model, X)
+    lik = get_likelihood(model.likelihood)
+    n, d = X.shape
+    pair = population_index(model.classes_, [population1, population2], 2, "population")
+    if pair[0] == pair[1]:
+        raise ValueError(f"population1 and population2 are both {population1!r}.")
+    if delta is None:
+        if lik.counts:
+            delta = 0.25
+        elif lik.identity_mean:
+            scale = model.module_.x_scale.numpy() if model.module_.standardize else np.ones(d)
+            delta = 0.25 * scale.astype(np.float64)
+        else:
+            delta = 0.05
+    delta = np.broadcast_to(np.asarray(delta, dtype=np.float64), (d,))
+    if np.any(~np.isfinite(delta)) or np.any(delta < 0):
+        raise ValueError(f"delta must be non-negative and finite; got {delta!r}.")
+    targets = [np.full(n, pair[0]), np.full(n, pair[1])]
+    total, sq, above, m1, m2 = (np.zeros(d) for _ in range(5))
+    for _, (mu1, mu2) in model._posterior_decodes(X, targets, n_samples, random_state):
+        if lik.counts:
+            tiny = np.finfo(np.float64).tiny
+            effect = (np.log(np.maximum(mu1, tiny)) - np.log(np.maximum(mu2, tiny))) / np.log(2)
+        else:
+            effect = mu1 - mu2
+        total += effect.sum(0)
+        sq += (effect**2).sum(0)
+        above += (np.abs(effect) > delta).sum(0)
+        m1 += mu1.sum(0)
+        m2 += mu2.sum(0)
+    count = n * n_samples
+    mean = total / count
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        names = np.asarray([f"x{i}" for i in range(d)], dtype=object)
+    return {
+        "effect": "log2_fold_change" if lik.counts else "difference",
+        "effect_mean": mean,
+        "effect_std": np.sqrt(np.maximum(sq / count - mean**2, 0.0)),
+        "proba_de": above / count,
+        "proba_not_de": 1 - above / count,
+        "mean1": m1 / count,
+        "mean2": m2 / count,
+        "delta": delta.copy(),
+        "features": np.asarray(names, dtype=object),
+    }
+
+
+def unit_deviance(x, mu, theta=None):
+    """Poisson (``theta=None``) or NB unit deviance ``2 [log p(x | x) - log p(x | mu)]``.
+
+    Poisson: ``2 (x log(x / mu) - (x - mu))``; NB with inverse dispersion theta:
+    ``2 (x log(x / mu) - (x + theta) log((x + theta) / (mu + theta)))``, with
+    ``0 log 0 = 0``.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xlog = np.where(x > 0, x * np.log(np.where(x > 0, x, 1.0) / mu), 0.0)
+        if theta is None:
+            return 2 * (xlog - (x - mu))
+        return 2 * (xlog - (x + theta) * np.log((x + theta) / (mu + theta)))
+
+
+def _count_parts(model, module, device, X, idx):
+    """Per chunk: rows (NaN kept), shared and private log-mean parts, log offsets."""
+    per_row = 8 * X.itemsize * (3 * X.shape[1] + max(module.hidden_layer_sizes))
+    log_ref = float(module.log_library_ref)
+    with torch.inference_mode():
+        for sl in _inference.chunks(X.shape[0], per_row):
+            xb = _inference.to_tensor(X[sl], device, X.dtype)
+            pops = torch.as_tensor(idx[sl], device=device)
+            mu_z, _ = module.encode_shared(xb)
+            mu_t, _ = module.encode_private(xb, pops)
+            s = module.decode_shared(mu_z).cpu().numpy().astype(np.float64)
+            p = module.decode_private(mu_t, pops).cpu().numpy().astype(np.float64)
+            x = xb.cpu().numpy().astype(np.float64)
+            obs = ~np.isnan(x)
+            offset = np.zeros(len(x))
+            if module.library_size:
+                # As the model's offset: the observed total scaled up to the whole row.
+                total = np.nansum(x, 1) * x.shape[1] / np.maximum(obs.sum(1), 1)
+                offset = np.log(np.maximum(total, 1.0)) - log_ref
+            yield sl, x, obs, s, p, offset
+
+
+def _deviance_explained(model, X, idx):
+    module, device, _ = _inference.inference_module(model.module_, model.device, X.dtype)
+    k, d = len(model.classes_), X.shape[1]
+    theta = np.exp(module.log_theta.detach().cpu().numpy().astype(np.float64))
+    theta = theta if model.likelihood == "nb" else None
+    # Pass 1: population means of the parts, and the null model's rate per feature.
+    sums = {name: np.zeros((k, d)) for name in ("s", "p", "x", "lib")}
+    n = np.zeros((k, 1))
+    for sl, x, obs, s, p, offset in _count_parts(model, module, device, X, idx):
+        onehot = np.eye(k)[idx[sl]].T
+        sums["s"] += onehot @ s
+        sums["p"] += onehot @ p
+        sums["x"] += onehot @ np.where(obs, x, 0.0)
+        sums["lib"] += onehot @ (obs * np.exp(offset)[:, None])
+        n += onehot.sum(1, keepdims=True)
+    mean_s, mean_p = sums["s"] / np.maximum(n, 1), sums["p"] / np.maximum(n, 1)
+    rate0 = sums["x"] / np.maximum(sums["lib"], np.finfo(float).tiny)
+    # Pass 2: deviances of every part against the null model.
+    dev = {name: np.zeros((k, d)) for name in ("shared", "private", "total", "null")}
+    for sl, x, obs, s, p, offset in _count_parts(model, module, device, X, idx):
+        rows = idx[sl]
+        onehot = np.eye(k)[rows].T
+        o = offset[:, None]
+        xs = np.where(obs, x, 0.0)
+        logs = {
+            "shared": s + mean_p[rows] + o,
+            "private": mean_s[rows] + p + o,
+            "total": s + p + o,
+        }
+        for name, log_mu in logs.items():
+            dev[name] += onehot @ (obs * unit_deviance(xs, np.exp(log_mu), theta))
+        mu0 = np.maximum(rate0[rows] * np.exp(o), np.finfo(float).tiny)
+        dev["null"] += onehot @ (obs * unit_deviance(xs, mu0, theta))
+    valid = dev["null"] > 1e-10
+    out, overall = {}, {}
+    for name in ("shared", "private", "total"):
+        out[name] = np.where(valid, 1 - dev[name] / np.where(valid, dev["null"], 1.0), np.nan)
+        overall[name] = 1 - np.sum(np.where(valid, dev[name], 0), 1) / np.sum(
+            np.where(valid, dev["null"], 0), 1
+        )
+    out["private"][~model.has_private_] = 0.0
+    overall["private"][~model.has_private_] = 0.0
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        names = np.asarray([f"x{i}" for i in range(d)], dtype=object)
+    return {
+        **out,
         "overall": overall,
         "classes": model.classes_.copy(),
         "features": np.asarray(names, dtype=object),
