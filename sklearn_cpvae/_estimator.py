@@ -160,7 +160,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         0: silent. 1: a progress bar on stderr (epoch i/N, time left, current loss,
         device) and a one-line summary at the end (epochs run, wall time, best epoch,
         why training stopped). 2: one line per epoch with the terms of the objective
-        instead of the bar, then the summary (see ``docs/training.md#progress``).
+        instead of the bar, then the summary (see :ref:`progress` in the training guide).
     warm_start : bool, default=False
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh. Parameters that shape the
@@ -235,8 +235,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         a compiled fit is reproducible under ``random_state`` but not bitwise equal to
         an eager one (fused kernels sum in another order). Off by default: on the
         development CPU its gain at MNIST size was within the noise of the measurement,
-        after 100-140 s of compilation (``docs/performance.md``). Where compilation
-        fails (no C++ compiler for inductor), ``fit`` raises a ``RuntimeError`` naming
+        after 100-140 s of compilation (:doc:`the performance guide </performance>`).
+        Where compilation fails (no C++ compiler for inductor), ``fit`` raises a ``RuntimeError`` naming
         this option rather than silently training another way.
     distributed : {"auto", True, False}, default="auto"
         Data-parallel training across the processes of a ``torch.distributed`` process
@@ -246,8 +246,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         process on its own. Every process passes the same X, y and integer
         ``random_state``, takes its share of each balanced minibatch, and ends with the
         same fitted model: that of a one-process fit up to floating-point summation
-        order (see ``docs/performance.md``). Not combinable with ``mi_samples`` or
-        ``shared_invariance > 0``.
+        order (see :doc:`the performance guide </performance>`). Not combinable with
+        ``mi_samples`` or ``shared_invariance > 0``.
 
     Attributes
     ----------

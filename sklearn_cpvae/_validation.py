@@ -192,7 +192,7 @@ def check_latent_sizes(n_shared, n_private, n_features):
             f"n_shared + n_private = {n_shared} + {n_private} = {total} latent dimensions "
             f"for {n_features} features: a row cannot fill more than {n_features}, so the "
             "extra ones only cost time. Lower n_shared and n_private so that their sum is "
-            f"at most {n_features} (see docs/training.md#latent-sizes).",
+            f"at most {n_features} (see 'Latent sizes' in the training guide).",
             UserWarning,
             stacklevel=4,
         )

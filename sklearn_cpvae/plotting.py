@@ -24,7 +24,7 @@ deviation from that average. :class:`ReconstructionDisplay` therefore shows, by 
 (``baseline="prior"``), the private code decoded on the prior mean of the shared code,
 ``decode(z=0, t)``, and the change the row's own shared code makes,
 ``decode(z, t) - decode(z=0, t)``; the two add up to the full reconstruction, for every
-likelihood (see ``docs/model.md``, "Private-only and shared-only pictures").
+likelihood (see "Private-only and shared-only pictures" in :doc:`the model guide </model>`).
 """
 
 import copy
