@@ -610,9 +610,31 @@ REPORT_KEYS = (
 )
 
 
+PEERS = ("scVI", "Harmony", "centred PCA", "PCA")
+
+
+def against_best_peer(payload, key="batch_score"):
+    """Per data set and CPVAE variant: its score, the best peer's, and the difference."""
+    out = {}
+    for name, res in payload["datasets"].items():
+        rows = res.get("methods", {})
+        peers = {p: rows[p]["metrics"][key] for p in PEERS if "metrics" in rows.get(p, {})}
+        if not peers:
+            continue
+        best = max(peers, key=peers.get)
+        for method, row in rows.items():
+            if method.startswith("CPVAE") and "metrics" in row:
+                mine = row["metrics"][key]
+                out[(name, method)] = (mine, best, peers[best], mine - peers[best])
+    return out
+
+
 def markdown_report(payload):
     """Markdown tables of a results file (what ``docs/omics.md`` shows)."""
-    lines = []
+    lines = ["| data set | CPVAE | batch_score | best peer | its batch_score | difference |"]
+    lines.append("|---|---|---:|---|---:|---:|")
+    for (name, method), (mine, best, theirs, diff) in against_best_peer(payload).items():
+        lines.append(f"| {name} | {method} | {mine:.2f} | {best} | {theirs:.2f} | {diff:+.2f} |")
     for key, res in payload["datasets"].items():
         if "skipped" in res:
             lines.append(f"\n**{key}**: skipped ({res['skipped']})\n")
@@ -652,18 +674,29 @@ def plot(payload, path):
     sets = [(k, r) for k, r in payload["datasets"].items() if "methods" in r]
     fig, axes = plt.subplots(1, len(sets), figsize=(3.0 * len(sets), 3.2), squeeze=False)
     markers = dict(zip(METHOD_FUNCS, "osX^vPD", strict=True))
+    colours = {name: plt.get_cmap("tab10")(i) for i, name in enumerate(METHOD_FUNCS)}
     for ax, (key, res) in zip(axes[0], sets, strict=True):
         for name, row in res["methods"].items():
             if "metrics" not in row:
                 continue
             m = row["metrics"]
-            ax.scatter(m["batch_score"], m["bio_score"], marker=markers.get(name, "x"), label=name)
+            ax.scatter(
+                m["batch_score"],
+                m["bio_score"],
+                marker=markers[name],
+                color=colours[name],
+                label=name,
+            )
         ax.set_title(key, fontsize=9)
         ax.set_xlabel("batch removal", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("biology", fontsize=8)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7)
+    handles = [
+        plt.Line2D([], [], marker=markers[n], color=colours[n], ls="", label=n)
+        for n in METHOD_FUNCS
+        if any(n in r["methods"] and "metrics" in r["methods"][n] for _, r in sets)
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
