@@ -109,6 +109,22 @@ def test_run_writes_a_results_file_and_a_report(monkeypatch, tmp_path):
     assert "| PCA |" in table and "| centred PCA |" in table
 
 
+def test_against_best_peer_picks_the_highest_peer():
+    def row(score):
+        return {"metrics": {"batch_score": score}}
+
+    payload = {
+        "datasets": {
+            "a": {"methods": {"CPVAE nb": row(0.5), "PCA": row(0.2), "Harmony": row(0.7)}},
+            "b": {"skipped": "absent"},
+        }
+    }
+    out = integration.against_best_peer(payload)
+    assert list(out) == [("a", "CPVAE nb")]
+    mine, best, theirs, diff = out[("a", "CPVAE nb")]
+    assert best == "Harmony" and diff == pytest.approx(-0.2)
+
+
 @pytest.mark.slow
 def test_scib_scores_rank_a_mixed_embedding_above_a_split_one():
     pytest.importorskip("scib_metrics")

@@ -618,13 +618,15 @@ def against_best_peer(payload, key="batch_score"):
     out = {}
     for name, res in payload["datasets"].items():
         rows = res.get("methods", {})
-        peers = {p: rows[p]["metrics"][key] for p in PEERS if "metrics" in rows.get(p, {})}
+        scores = {
+            m: row["metrics"][key] for m, row in rows.items() if key in row.get("metrics", {})
+        }
+        peers = {p: scores[p] for p in PEERS if p in scores}
         if not peers:
             continue
         best = max(peers, key=peers.get)
-        for method, row in rows.items():
-            if method.startswith("CPVAE") and "metrics" in row:
-                mine = row["metrics"][key]
+        for method, mine in scores.items():
+            if method.startswith("CPVAE"):
                 out[(name, method)] = (mine, best, peers[best], mine - peers[best])
     return out
 
