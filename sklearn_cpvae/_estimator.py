@@ -236,8 +236,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         an eager one (fused kernels sum in another order). Off by default: on the
         development CPU its gain at MNIST size was within the noise of the measurement,
         after 100-140 s of compilation (:doc:`the performance guide </performance>`).
-        Where compilation fails (no C++ compiler for inductor), ``fit`` raises a ``RuntimeError`` naming
-        this option rather than silently training another way.
+        Where compilation fails (no C++ compiler for inductor), ``fit`` raises a
+        ``RuntimeError`` naming this option rather than silently training another way.
     distributed : {"auto", True, False}, default="auto"
         Data-parallel training across the processes of a ``torch.distributed`` process
         group (launched with ``torchrun``; one GPU per process on CUDA). ``"auto"``

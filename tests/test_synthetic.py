@@ -117,6 +117,10 @@ def test_nonlinear_differs_from_linear():
         ({"feature_scales": (0, 10)}, "feature_scales"),
         ({"noise": -1}, "noise"),
         ({"n_private_factors": 0, "n_subgroups": 3}, "n_subgroups"),
+        ({"likelihood": "zinb"}, "likelihood"),
+        ({"likelihood": "nb", "nb_theta": 0}, "nb_theta"),
+        ({"likelihood": "poisson", "base_count": -1.0}, "base_count"),
+        ({"likelihood": "poisson", "feature_scales": (1, 1000)}, "feature_scales"),
     ],
 )
 def test_bad_input(kwargs, match):
@@ -124,3 +128,32 @@ def test_bad_input(kwargs, match):
     params.update(kwargs)
     with pytest.raises(ValueError, match=match):
         make_cross_population(**params)
+
+
+@pytest.mark.parametrize("likelihood", ["poisson", "nb"])
+def test_count_modes_draw_counts_around_the_gaussian_rates(likelihood):
+    kw = dict(n_features=6, population_effect="mean", effect_size=0.5, random_state=0)
+    gauss = make_cross_population(20000, 2, **kw)
+    d = make_cross_population(20000, 2, likelihood=likelihood, base_count=4.0, **kw)
+    assert gauss.rates is None and d.likelihood == likelihood
+    # The count draws come last: the rates are exp of the Gaussian data of the same seed.
+    np.testing.assert_allclose(d.rates, 4.0 * np.exp(gauss.data))
+    np.testing.assert_array_equal(d.subgroups, gauss.subgroups)
+    assert np.all(d.data >= 0) and np.all(d.data == np.round(d.data))
+    resid = d.data - d.rates
+    np.testing.assert_allclose(resid.mean(0) / d.rates.mean(0), 0.0, atol=0.05)
+    # Poisson: Var = mu; NB with theta = 5: Var = mu + mu^2 / 5.
+    extra = (d.rates**2 / 5.0) if likelihood == "nb" else 0.0
+    ratio = np.mean(resid**2) / np.mean(d.rates + extra)
+    assert 0.9 < ratio < 1.1
+    # The mean shift is a multiplicative batch effect: log mean counts differ by m_k.
+    log_gap = np.log(d.rates[d.populations == 1].mean(0) / d.rates[d.populations == 0].mean(0))
+    shift = d.population_means[1] - d.population_means[0]
+    assert np.corrcoef(log_gap, shift)[0, 1] > 0.99
+
+
+def test_count_mode_nb_is_overdispersed_against_poisson():
+    kw = dict(n_features=5, random_state=1, likelihood="nb")
+    tight = make_cross_population(5000, 2, nb_theta=100.0, **kw)
+    loose = make_cross_population(5000, 2, nb_theta=0.5, **kw)
+    assert np.var(loose.data - loose.rates) > 2 * np.var(tight.data - tight.rates)

@@ -9,6 +9,10 @@ from sklearn.utils import Bunch, check_random_state
 
 _DECODERS = ("linear", "nonlinear")
 _EFFECTS = ("mean", "subspace", "both", "none")
+_LIKELIHOODS = ("gaussian", "poisson", "nb")
+# exp(30) is about 1e13 counts: beyond it a feature is no longer a count anyone measures,
+# and Poisson draws overflow int64 soon after.
+_MAX_LOG_RATE = 30.0
 
 _DESCR = """Synthetic cross-population data (sklearn_cpvae.datasets.make_cross_population).
 
@@ -28,6 +32,12 @@ population_effect:
              subspace of variation) and no mean shift.
   "both"     both of the above.
   "none"     m_k = 0 and one g_k for all: the populations are identically distributed.
+
+likelihood "poisson" or "nb": the value above is a log fold change of a mean count,
+mu_i = base_count * exp(x_i), and the returned data are counts drawn from Poisson(mu_i)
+or from a negative binomial with mean mu_i and inverse dispersion nb_theta
+(Var = mu + mu^2 / nb_theta, drawn as a gamma-Poisson mixture). The mean shift m_k is
+then a multiplicative batch effect per feature, as in multi-batch sequencing data.
 """
 
 
@@ -81,6 +91,9 @@ def make_cross_population(
     noise=0.1,
     effect_size=2.0,
     subgroup_separation=3.0,
+    likelihood="gaussian",
+    base_count=5.0,
+    nb_theta=5.0,
     random_state=None,
 ):
     """Generate populations with shared and population-private latent structure.
@@ -130,6 +143,18 @@ def make_cross_population(
         ``population_effect`` is ``"mean"`` or ``"both"``).
     subgroup_separation : float, default=3.0
         Standard deviation of the sub-group centres in the private factor space.
+    likelihood : {"gaussian", "poisson", "nb"}, default="gaussian"
+        ``"gaussian"``: the continuous values described above. ``"poisson"`` and
+        ``"nb"``: those values are log fold changes of a mean count
+        ``rates = base_count * exp(x)``, and ``data`` holds counts drawn from a Poisson
+        or a negative binomial with that mean (what ``CPVAE(likelihood="poisson")`` and
+        ``"nb"`` model). The count draws come after every other draw, so the rates are
+        ``base_count * exp`` of the Gaussian data of the same ``random_state``.
+    base_count : float, default=5.0
+        Mean count of a feature whose log fold change is 0 (count likelihoods only).
+    nb_theta : float, default=5.0
+        Inverse dispersion of the negative binomial, ``Var = mu + mu**2 / nb_theta``
+        (``likelihood="nb"`` only).
     random_state : int, RandomState instance or None, default=None
         Seed of every random draw; an int gives identical output across calls.
 
@@ -155,6 +180,9 @@ def make_cross_population(
     >>> import numpy as np
     >>> np.bincount(d.populations).tolist()
     [300, 3]
+    >>> c = make_cross_population(n_samples=200, likelihood="nb", random_state=0)
+    >>> bool(np.all(c.data == np.round(c.data))), bool(c.data.min() >= 0)
+    (True, True)
     """
     n_samples = _check_int(n_samples, "n_samples", 1)
     n_populations = _check_int(n_populations, "n_populations", 1)
@@ -168,6 +196,8 @@ def make_cross_population(
         raise ValueError(f"decoder must be one of {_DECODERS}, got {decoder!r}")
     if population_effect not in _EFFECTS:
         raise ValueError(f"population_effect must be one of {_EFFECTS}, got {population_effect!r}")
+    if likelihood not in _LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {_LIKELIHOODS}, got {likelihood!r}")
     for name, value in (("noise", noise), ("effect_size", effect_size),
                         ("subgroup_separation", subgroup_separation)):  # fmt: skip
         if (
@@ -176,6 +206,13 @@ def make_cross_population(
             or not (np.isfinite(value) and value >= 0)
         ):
             raise ValueError(f"{name} must be a finite float >= 0, got {value!r}")
+    for name, value in (("base_count", base_count), ("nb_theta", nb_theta)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, numbers.Real)
+            or not (np.isfinite(value) and value > 0)
+        ):
+            raise ValueError(f"{name} must be a finite float > 0, got {value!r}")
 
     if population_weights is None:
         weights = np.ones(n_populations)
@@ -242,6 +279,19 @@ def make_cross_population(
         X[rows] += term - term.mean(axis=0) + shifts[k]
     X *= scales
 
+    rates = None
+    if likelihood != "gaussian":
+        log_rates = np.log(base_count) + X
+        if log_rates.max() > _MAX_LOG_RATE:
+            raise ValueError(
+                f"likelihood={likelihood!r} reads the values as log fold changes, and their "
+                f"largest mean count base_count * exp(x) = exp({log_rates.max():.1f}) is too "
+                "large to draw; lower feature_scales, effect_size or base_count"
+            )
+        rates = np.exp(log_rates)
+        mean = rng.gamma(nb_theta, rates / nb_theta) if likelihood == "nb" else rates
+        X = rng.poisson(mean).astype(np.float64)
+
     return Bunch(
         data=X,
         populations=populations,
@@ -253,5 +303,7 @@ def make_cross_population(
         feature_scales=scales,
         population_effect=population_effect,
         decoder=decoder,
+        likelihood=likelihood,
+        rates=rates,
         DESCR=_DESCR,
     )
