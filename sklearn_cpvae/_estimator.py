@@ -203,6 +203,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         the population's shared posterior means and those of the whole minibatch. It
         discourages the shared code from encoding the population itself (see
         :func:`sklearn_cpvae.diagnostics.leakage_report`). 0 is eq. 4 as published.
+    private_kl_weight : float in (0, 1], default=1.0
+        Weight of eq. 3's KL(q_k(t|x) || N(0, I)) on each row's own private code.
+        1 is the ELBO (``objective="elbo_mi"`` and ``"elbo"``); values below 1 make
+        a nat of information cheaper in the private code than in the shared code, so
+        structure that both could hold goes to the private spaces (0 would be eq. 4,
+        ``objective="paper"``). Below 1 the loss no longer bounds the likelihood that
+        :meth:`predict` and :meth:`score_samples` estimate; ``docs/quality.md`` measures
+        what it does. Must be 1 with ``objective="paper"``, which has no such term.
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
         row. When set, :meth:`fit` and :meth:`score` take the population from that
@@ -359,6 +367,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "library_size": ["boolean"],
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
+        "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
         "population_column": [None, str],
         "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
@@ -399,6 +408,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         library_size=True,
         no_private_populations=None,
         shared_invariance=0.0,
+        private_kl_weight=1.0,
         population_column=None,
         layer=None,
         mi_samples=None,
@@ -435,6 +445,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.library_size = library_size
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
+        self.private_kl_weight = private_kl_weight
         self.population_column = population_column
         self.layer = layer
         self.mi_samples = mi_samples
@@ -468,6 +479,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
+        if self.objective in ("paper", "mi") and self.private_kl_weight != 1:
+            # eq. 4 has no own-population private KL: a weight on it would do nothing.
+            raise ValueError(
+                f"private_kl_weight={self.private_kl_weight} has no effect with "
+                f"objective={self.objective!r}, whose eq. 4 has no KL on a row's own "
+                "private code; use objective='elbo_mi' or 'elbo', or private_kl_weight=1."
+            )
         X, classes, y_idx, gate = self._validated_fit_data(X, y, populations)
         seeds = derive_seeds(self.random_state, 5)
         seed_init, seed_train, seed_split, seed_val, seed_is = seeds
@@ -513,6 +531,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             mi_samples=self.mi_samples,
             precision=self.precision,
             compile=self.compile,
+            private_kl_weight=float(self.private_kl_weight),
         )
         outcome = fit_module(
             self.module_,

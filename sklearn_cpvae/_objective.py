@@ -105,6 +105,20 @@ def has_own_kl(objective):
     return objective != "paper"
 
 
+def own_kl_weight(objective, private_kl_weight=1.0):
+    """Weight of KL(q_k(t|x) || N(0, I)) on each row's own private code in the loss.
+
+    eq. 3 and ``"elbo_mi"`` weigh it 1, eq. 4 (``"paper"``) 0. A weight ``beta`` in
+    between charges a private code ``beta`` nats per nat of information on its own rows,
+    while the shared code pays 1: the loss is then a bound on the log-likelihood only
+    at ``beta = 1`` (for ``beta < 1`` it is the ELBO plus ``(1 - beta)`` times the own
+    private rate, as in a beta-VAE with beta < 1 on t alone).
+    """
+    if not has_own_kl(objective):
+        return 0.0
+    return float(private_kl_weight)
+
+
 def row_weights(populations, batch_counts, pop_sizes):
     """Weight of each row in the minibatch estimate of (1/N) sum_k sum_{i in k}.
 
@@ -142,6 +156,7 @@ def cpvae_terms(
     kl_t_own=None,
     kl_t_others=None,
     others_weight=None,
+    private_kl_weight=1.0,
 ):
     """Minibatch estimate of the training objective from per-row terms, as :class:`LossTerms`.
 
@@ -166,6 +181,9 @@ def cpvae_terms(
         ``KL(q_k(t|x_i) || N(0, I))`` of encoder k on row i.
     others_weight : tensor (K, n')
         Weights of ``kl_t_others`` (:func:`mi_weights` for the exact term).
+    private_kl_weight : float
+        Weight of the own-population private KL (:func:`own_kl_weight`); 1 is eq. 3.
+        ``LossTerms.kl_private`` stays the unweighted KL.
     """
     w = row_weights(populations, batch_counts, pop_sizes)
     recon = torch.sum(w * recon_ll)
@@ -173,12 +191,8 @@ def cpvae_terms(
     zero = recon.new_zeros(())
     kl_private = torch.sum(w * kl_t_own) if has_own_kl(objective) else zero
     mi = torch.sum(others_weight * kl_t_others) if has_mi(objective) else zero
-    if objective == "elbo":
-        loss = -(recon - kl_shared - kl_private)
-    elif objective == "paper":
-        loss = -(recon - kl_shared - mi_weight * mi)
-    else:
-        loss = -(recon - kl_shared - kl_private - mi_weight * mi)
+    own = own_kl_weight(objective, private_kl_weight) * kl_private
+    loss = -(recon - kl_shared - own - (mi_weight * mi if has_mi(objective) else zero))
     return LossTerms(loss, recon, kl_shared, kl_private, mi)
 
 
@@ -258,6 +272,7 @@ def batch_terms(
     balanced=False,
     mi_samples=None,
     noise=None,
+    private_kl_weight=1.0,
 ):
     """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
 
@@ -270,7 +285,8 @@ def batch_terms(
     :func:`draw_off_population` (m rows per encoder). ``noise=(eps_z, eps_t)`` gives the
     standard normal draws of the two reparameterisations (the rows' share of a larger
     minibatch's draws, when that minibatch is split across processes); None draws them
-    from ``generator``.
+    from ``generator``. ``private_kl_weight`` weighs the
+    own-population private KL (:func:`own_kl_weight`).
     """
     n, d = x.shape
     k = module.n_populations
@@ -346,6 +362,7 @@ def batch_terms(
         kl_t_own=kl_own,
         kl_t_others=kl_others,
         others_weight=weights,
+        private_kl_weight=private_kl_weight,
     )
     if module.shared_invariance > 0:
         # Optional invariance penalty on the shared codes (not part of eq. 4).

@@ -78,6 +78,7 @@ class TrainConfig:
     mi_samples: int | None = None
     precision: str = "float32"
     compile: bool = False
+    private_kl_weight: float = 1.0
     # Names of the step's terms recorded each epoch (the first one is minimised).
     terms: tuple = TERMS
     # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
@@ -153,6 +154,7 @@ def cpvae_step(module, cfg, generator, shard=None):
             balanced=True,
             mi_samples=cfg.mi_samples,
             noise=noise,
+            private_kl_weight=cfg.private_kl_weight,
         )
 
     return step
@@ -361,6 +363,7 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
                 objective=cfg.objective,
                 mi_weight=mi_weight,
                 generator=gen,
+                private_kl_weight=cfg.private_kl_weight,
             )
             sums += _stack(terms)
     module.train(was_training)

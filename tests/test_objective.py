@@ -352,3 +352,42 @@ def test_shared_invariance_reduces_study_leakage():
         if lam:
             assert linear_probe(z, bio) > 0.9  # the biology survives the penalty
     assert probes[20.0] < probes[0.0]
+
+
+@pytest.mark.parametrize("objective", ["elbo_mi", "elbo"])
+@pytest.mark.parametrize("beta", [1.0, 0.3])
+def test_private_kl_weight_scales_only_the_own_population_kl(objective, beta):
+    """``private_kl_weight`` multiplies eq. 3's own-population private KL in the loss and
+    nothing else; the recorded ``kl_private`` stays the unweighted KL."""
+    recon, kl_z, kl_all = _tiny_terms(3)
+    pops = torch.as_tensor(POPS)
+    rows = torch.arange(len(POPS))
+    sizes = torch.as_tensor(np.bincount(POPS), dtype=torch.float64)
+    terms = cpvae_terms(
+        recon,
+        kl_z,
+        pops,
+        sizes,
+        sizes,
+        objective=objective,
+        mi_weight=2.0,
+        kl_t_own=kl_all[pops, rows],
+        kl_t_others=kl_all,
+        others_weight=mi_weights(pops, sizes, sizes),
+        private_kl_weight=beta,
+    )
+    n = len(POPS)
+    own = sum(float(kl_all[POPS[i], i]) for i in range(n)) / n
+    data = sum(float(recon[i] - kl_z[i]) for i in range(n)) / n
+    mi = _brute_force_j(recon, kl_z, kl_all, 1.0)[1] if objective == "elbo_mi" else 0.0
+    assert float(terms.kl_private) == pytest.approx(own, rel=1e-12)
+    assert float(-terms.loss) == pytest.approx(data - beta * own - 2.0 * mi, rel=1e-12)
+
+
+def test_private_kl_weight_refused_where_there_is_no_own_kl():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.repeat([0, 1], 10)
+    with pytest.raises(ValueError, match="private_kl_weight=0.5 has no effect with objective"):
+        CPVAE(objective="paper", private_kl_weight=0.5, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_kl_weight"):
+        CPVAE(private_kl_weight=0.0, **CONFIGS["bad_input"]).fit(X, y)

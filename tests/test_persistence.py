@@ -320,8 +320,9 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         {"likelihood": "poisson", "shared_invariance": 1.0},
         {"missing": "mask"},
         {"no_private_populations": ["b"]},
+        {"private_kl_weight": 0.5},
     ],
-    ids=["nb-library", "poisson-invariance", "mask", "no-private"],
+    ids=["nb-library", "poisson-invariance", "mask", "no-private", "private-kl-weight"],
 )
 def test_round_trip_keeps_every_model_option(options, tmp_path):
     """Options that change the networks (masking, library size, private gates) survive."""

@@ -57,13 +57,20 @@ def make_models(cfg, seed, device, names=("vae", *VARIANTS), schedule=None):
         random_state=seed,
     )
     models = {"vae": VAE(n_components=N_SHARED, batch_size=2 * cfg["batch_size"], **common)}
+    # CPVAE(private_kl_weight=...) for the variants whose objective has the own KL.
+    pkl = cfg.get("private_kl_weight")
     for v in VARIANTS:
+        params = C.variant_params(
+            v, cfg["max_iter"], final, fraction, cfg.get("objective", "paper")
+        )
+        if pkl is not None and params["objective"] != "paper":
+            params["private_kl_weight"] = pkl
         models[v] = CPVAE(
             N_SHARED,
             N_PRIVATE,
             batch_size=cfg["batch_size"],
             n_importance_samples=10,
-            **C.variant_params(v, cfg["max_iter"], final, fraction, cfg.get("objective", "paper")),
+            **params,
             **common,
         )
     return {name: m for name, m in models.items() if name in names}
@@ -268,6 +275,12 @@ def main():
         )
         p.add_argument("--no-figures", action="store_true", help="do not redraw Fig. 2-4")
         p.add_argument(
+            "--private-kl-weight",
+            type=float,
+            default=None,
+            help="CPVAE(private_kl_weight=...) of the variants with the own-population KL",
+        )
+        p.add_argument(
             "--figures-only",
             action="store_true",
             help="fit the first seed's VAE and annealed CPVAE and draw Fig. 2-4 only",
@@ -278,6 +291,8 @@ def main():
         draw_figures(QUICK if args.quick else FULL, args.seeds[0], args.device)
         return
     cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw, objective=args.objective)
+    if args.private_kl_weight is not None:
+        cfg["private_kl_weight"] = args.private_kl_weight
     schedule = (args.anneal_final, args.anneal_fraction)
     with C.Timer() as t:
         result = run(
