@@ -209,8 +209,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         a nat of information cheaper in the private code than in the shared code, so
         structure that both could hold goes to the private spaces (0 would be eq. 4,
         ``objective="paper"``). Below 1 the loss no longer bounds the likelihood that
-        :meth:`predict` and :meth:`score_samples` estimate; ``docs/quality.md`` measures
-        what it does. Must be 1 with ``objective="paper"``, which has no such term.
+        :meth:`predict` and :meth:`score_samples` estimate; :doc:`the quality
+        panel </quality>` measures what it does. Must be 1 with ``objective="paper"``,
+        which has no such term.
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
         row. When set, :meth:`fit` and :meth:`score` take the population from that
