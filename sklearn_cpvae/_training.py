@@ -557,7 +557,10 @@ def train(
             if epoch + 1 < cfg.mi_anneal_epochs:
                 continue
             metric = record[f"val_{names[0]}"] if validate is not None else record[names[0]]
-            significant = metric < result.best_loss - cfg.tol * abs(result.best_loss)
+            # The first counted epoch is an improvement on nothing (inf - tol * inf is NaN).
+            significant = not math.isfinite(result.best_loss) or (
+                metric < result.best_loss - cfg.tol * abs(result.best_loss)
+            )
             if metric < result.best_loss:
                 result.best_loss = metric
                 best_state, best_epoch = last_good, epoch + 1

@@ -282,6 +282,14 @@ def test_early_stopping_restores_best(populations_data):
     assert "val_mi" in model.history_[0]
 
 
+def test_stopping_counts_the_first_epoch_as_an_improvement(populations_data):
+    # With a tol no epoch can meet, training stops after the first epoch plus
+    # n_iter_no_change epochs without improvement, as the parameter says.
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 50}, n_iter_no_change=3, tol=10.0).fit(X, y)
+    assert model.n_iter_ == 4
+
+
 def test_warm_start_continues(populations_data):
     X, y, _, _ = populations_data
     model = CPVAE(**{**SMALL, "max_iter": 3}, warm_start=True)
