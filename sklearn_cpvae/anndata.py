@@ -32,41 +32,38 @@ def _check_adata(adata):
 
 def write_codes(model, adata, populations=None, *, key="X_cpvae"):
     """Store the shared codes in ``.obsm[key + "_shared"]`` and the private ones in
-        ``.obsm[key + "_private"]``.
+    ``.obsm[key + "_private"]``.
 
-        Parameters
-        ----------
-        model : fitted CPVAE
-        adata : anndata.AnnData
-            Rows to encode (``model.layer`` and ``model.population_column`` apply).
-        populations : array-like of shape (n_obs,), default=None
-            Population of each row for the private codes; None reads
-            ``model.population_column`` from ``.obs``, else uses the predicted population.
-        key : str, default="X_cpvae"
-            Prefix of the two ``.obsm`` keys.
+    Parameters
+    ----------
+    model : fitted CPVAE
+    adata : anndata.AnnData
+        Rows to encode (``model.layer`` and ``model.population_column`` apply).
+    populations : array-like of shape (n_obs,), default=None
+        Population of each row for the private codes; None reads
+        ``model.population_column`` from ``.obs``, else uses the predicted population.
+    key : str, default="X_cpvae"
+        Prefix of the two ``.obsm`` keys.
 
-        Returns
-        -------
-        adata : anndata.AnnData
-            The same object, modified in place.
+    Returns
+    -------
+    adata : anndata.AnnData
+        The same object, modified in place.
 
-        Examples
-        --------
-        >>> import anndata as ad
-        >>> import numpy as np
-
-    from sklearn_cpvae import _inference
-    from sklearn_cpvae._validation import population_index
-        >>> from sklearn_cpvae import CPVAE
-        >>> from sklearn_cpvae.anndata import write_codes
-        >>> rng = np.random.default_rng(0)
-        >>> adata = ad.AnnData(rng.normal(size=(40, 4)).astype(np.float32))
-        >>> adata.obs["batch"] = np.repeat(["a", "b"], 20)
-        >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
-        ...               n_importance_samples=4, population_column="batch",
-        ...               random_state=0).fit(adata)
-        >>> write_codes(model, adata).obsm["X_cpvae_shared"].shape
-        (40, 2)
+    Examples
+    --------
+    >>> import anndata as ad
+    >>> import numpy as np
+    >>> from sklearn_cpvae import CPVAE
+    >>> from sklearn_cpvae.anndata import write_codes
+    >>> rng = np.random.default_rng(0)
+    >>> adata = ad.AnnData(rng.normal(size=(40, 4)).astype(np.float32))
+    >>> adata.obs["batch"] = np.repeat(["a", "b"], 20)
+    >>> model = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(8,), max_iter=2,
+    ...               n_importance_samples=4, population_column="batch",
+    ...               random_state=0).fit(adata)
+    >>> write_codes(model, adata).obsm["X_cpvae_shared"].shape
+    (40, 2)
     """
     _check_adata(adata)
     adata.obsm[f"{key}_shared"] = model.get_latent_representation(adata, blocks="shared")
