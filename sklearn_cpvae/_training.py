@@ -23,7 +23,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from sklearn_cpvae._data import MappedRows, file_backed, training_tensor
+from sklearn_cpvae._data import DiskRows, MappedRows, file_backed, training_tensor
 from sklearn_cpvae._objective import batch_terms, has_mi, has_own_kl, mi_weight_schedule
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
@@ -724,11 +724,12 @@ def rows_source(X, device, rows=None):
 
     One float32 copy of the rows at most (none for float32 input on the CPU); a sparse X
     stays sparse and is densified one minibatch at a time; a memory-mapped X is read from
-    its file one minibatch at a time (no copy).
+    its file one minibatch at a time (no copy), as are the rows of an h5py Dataset or a
+    zarr array (:class:`~sklearn_cpvae._data.DiskRows`).
     """
     if sp.issparse(X):
         return SparseRows(X if rows is None else X[rows], device)
-    if file_backed(X):
+    if isinstance(X, DiskRows) or file_backed(X):
         return MappedRows(X, device, rows)
     return training_tensor(X, device, rows)
 
