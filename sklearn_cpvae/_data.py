@@ -6,7 +6,9 @@ the device. This module makes that tensor without the intermediate full-size cop
 cast), and decides where the tensor lives: on the GPU when it fits there, otherwise in
 pinned host memory from which :func:`~sklearn_cpvae._training.train` streams minibatches.
 A memory-mapped ``X`` (``np.load(path, mmap_mode="r")``, ``np.memmap``) is not copied at
-all: :class:`MappedRows` reads each minibatch's rows from the file.
+all: :class:`MappedRows` reads each minibatch's rows from the file. An h5py Dataset or
+a zarr array (a backed AnnData's dense ``.X`` is an h5py Dataset) is wrapped in
+:class:`DiskRows` and read the same way, one block or minibatch of rows at a time.
 """
 
 import mmap
@@ -33,6 +35,58 @@ def file_backed(X):
             return True
         X = X.base
     return isinstance(X, mmap.mmap)
+
+
+def on_disk(X):
+    """Whether ``X`` is an h5py Dataset or a zarr array: rows stored in a file, read in
+    blocks (:class:`DiskRows`) rather than loaded whole as scikit-learn's validation would."""
+    if isinstance(X, np.ndarray) or not (hasattr(X, "shape") and hasattr(X, "dtype")):
+        return False
+    return type(X).__module__.split(".")[0] in ("h5py", "zarr")
+
+
+class DiskRows:
+    """An h5py Dataset or zarr array seen as a 2-D numpy array that is read in rows.
+
+    ``shape``, ``dtype`` (float32 kept, any other dtype read as float64, as
+    scikit-learn's validation converts it), ``len`` and indexing by a slice or by
+    integer rows, which returns a numpy block. Integer rows are read in increasing order
+    without repeats (what h5py's selection needs, and one forward sweep of the chunks)
+    and put back in the order asked for. Converting the whole object to an array
+    (``np.asarray``) reads every row: the training and inference paths never do.
+    """
+
+    def __init__(self, X):
+        self.X = X
+        self.shape = tuple(int(n) for n in X.shape)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+        kept = X.dtype in (np.float32, np.float64)
+        self.dtype = np.dtype(X.dtype) if kept else np.dtype(np.float64)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return np.asarray(self.X[idx], dtype=self.dtype)
+        idx = np.asarray(idx)
+        rows, inverse = np.unique(idx, return_inverse=True)
+        if hasattr(self.X, "oindex"):
+            block = self.X.oindex[rows]  # zarr: an orthogonal selection of rows
+        else:
+            block = self.X[rows]
+        return np.asarray(block, dtype=self.dtype)[inverse.reshape(-1)]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.X[:], dtype=dtype or self.dtype)
+
+
+def row_blocks(X, block_rows=8192):
+    """Consecutive blocks of rows of a dense ``X`` (an ndarray, a memory map or
+    :class:`DiskRows`) as numpy arrays, so that a pass over X holds one block at a time."""
+    for start in range(0, X.shape[0], block_rows):
+        yield np.asarray(X[start : start + block_rows])
 
 
 class MappedRows:
@@ -67,7 +121,10 @@ class MappedRows:
             idx = self.rows[idx]
         order = np.argsort(idx, kind="stable")
         block = np.empty((len(idx),) + self.shape[1:], dtype=np.float32)
-        block[order] = np.take(self.X, idx[order], axis=0)
+        if isinstance(self.X, DiskRows):
+            block[order] = self.X[idx[order]]
+        else:
+            block[order] = np.take(self.X, idx[order], axis=0)
         out = torch.from_numpy(block)
         if self.device.type == "cuda":
             return out.pin_memory().to(self.device, non_blocking=True)
@@ -134,9 +191,8 @@ def column_moments(X, block_rows=8192):
         total_sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
         count[:] = X.shape[0]
     else:
-        for start in range(0, X.shape[0], block_rows):
-            block = np.asarray(X[start : start + block_rows], dtype=np.float32)
-            block = block.astype(np.float64)
+        for block in row_blocks(X, block_rows):
+            block = block.astype(np.float32).astype(np.float64)
             observed = ~np.isnan(block)
             block = np.where(observed, block, 0.0)
             total += block.sum(0)

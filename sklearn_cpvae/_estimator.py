@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from sklearn_cpvae import _inference, _persistence
 from sklearn_cpvae._cv import check_known_populations
+from sklearn_cpvae._data import on_disk
 from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._nn import ACTIVATIONS
@@ -52,6 +53,7 @@ from sklearn_cpvae._validation import (
     private_gate,
     resolve_priors,
     split_population_column,
+    validate_on_disk,
     warn_non_integer_counts,
 )
 
@@ -785,17 +787,27 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         continuing = self.warm_start and hasattr(self, "module_")
         if adata is not None and continuing:
             check_anndata_features(self, adata)
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2,
-            # An AnnData's matrix has no names for sklearn to check: its var_names are.
-            reset=not continuing or adata is not None,
-            accept_sparse=("csr", "csc"),
-            ensure_all_finite=finite_mode(self.missing),
-        )
+        if on_disk(X):
+            # An h5py Dataset or zarr array: checked and later read in blocks of rows.
+            X, y = validate_on_disk(
+                self,
+                X,
+                y,
+                reset=not continuing or adata is not None,
+                ensure_all_finite=finite_mode(self.missing),
+            )
+        else:
+            X, y = validate_data(
+                self,
+                X,
+                y,
+                dtype=[np.float64, np.float32],
+                ensure_min_samples=2,
+                # An AnnData's matrix has no names for sklearn to check: its var_names are.
+                reset=not continuing or adata is not None,
+                accept_sparse=("csr", "csc"),
+                ensure_all_finite=finite_mode(self.missing),
+            )
         if adata is not None:
             names = np.asarray(adata.var_names, dtype=object)
             if all(isinstance(n, str) for n in names):

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from sklearn_cpvae._data import column_moments
+from sklearn_cpvae._data import column_moments, row_blocks
 from sklearn_cpvae._sparse import row_totals
 
 LOG_2PI = math.log(2 * math.pi)
@@ -28,6 +28,10 @@ def _value_range(X):
         lo = min(vals.min(initial=0.0), 0.0) if X.nnz < np.prod(X.shape) else vals.min()
         hi = max(vals.max(initial=0.0), 0.0)
         return lo, hi
+    if not isinstance(X, np.ndarray):
+        # Rows on disk: one block at a time.
+        ranges = [(np.nanmin(b), np.nanmax(b)) for b in row_blocks(X)]
+        return min(r[0] for r in ranges), max(r[1] for r in ranges)
     return np.nanmin(X), np.nanmax(X)
 
 
@@ -193,6 +197,14 @@ class _Counts(Likelihood):
             X.data = np.nan_to_num(X.data)
             sums = np.asarray(X.T @ scale).ravel()
             n_obs = X.shape[0]
+        elif not isinstance(X, np.ndarray):
+            # Rows on disk: the same sums, one block of rows at a time.
+            sums, n_obs, start = 0.0, 0, 0
+            for block in row_blocks(X):
+                sums = sums + np.nan_to_num(block).T @ scale[start : start + len(block)]
+                n_obs = n_obs + (~np.isnan(block)).sum(0)
+                start += len(block)
+            n_obs = np.maximum(n_obs, 1)
         else:
             obs = ~np.isnan(X)
             sums = np.nan_to_num(X).T @ scale

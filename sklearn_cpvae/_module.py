@@ -95,22 +95,29 @@ class CPVAEModule(nn.Module):
     def _standardized(self, x):
         return (x - self.x_loc.to(x.dtype)) / self.x_scale.to(x.dtype)
 
-    def encoder_input(self, x):
+    def standardize_rows(self, x):
+        """Rows ``x`` standardised as the encoders and the likelihood see them (``x``
+        itself without ``standardize``). A step that standardises its minibatch once and
+        passes ``standardized=True`` to the methods below spares a pass over the rows per
+        method; every entry is the same element-wise result either way."""
+        return self._standardized(x) if self.standardize else x
+
+    def encoder_input(self, x, standardized=False):
         """What the encoders see: standardised rows (Gaussian), NaN (masked entries) as 0
         (the feature mean when standardised), counts as log1p(counts)."""
-        if self.standardize:
+        if self.standardize and not standardized:
             x = self._standardized(x)
         if self.mask_missing:
             x = torch.nan_to_num(x, nan=0.0)
         return self.lik.encoder_input(x)
 
-    def recon_log_likelihood(self, x, out, inplace=False):
+    def recon_log_likelihood(self, x, out, inplace=False, standardized=False):
         """log p(x | z, t) per row for rows ``x`` (n, D) and decoder outputs ``out``
         (..., n, D): masks NaN entries and adds the library-size offset of count models.
 
         With ``standardize`` this is the density of the standardised rows, which is what
         training maximises; :meth:`log_jacobian` converts it to the units of X."""
-        if self.standardize:
+        if self.standardize and not standardized:
             x = self._standardized(x)
         mask = None
         if self.mask_missing:
@@ -159,17 +166,19 @@ class CPVAEModule(nn.Module):
                 mean = mean + self.x_loc.to(mean.dtype)
         return mean
 
-    def encode_shared(self, x):
+    def encode_shared(self, x, standardized=False):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
-        return gaussian_head(self.enc_shared.forward_single(self.encoder_input(x)))
+        h = self.encoder_input(x, standardized)
+        return gaussian_head(self.enc_shared.forward_single(h))
 
-    def encode_private_all(self, x):
+    def encode_private_all(self, x, standardized=False):
         """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private)."""
-        return gaussian_head(self.enc_private.forward_all(self.encoder_input(x)))
+        return gaussian_head(self.enc_private.forward_all(self.encoder_input(x, standardized)))
 
-    def encode_private_grouped(self, xg):
+    def encode_private_grouped(self, xg, standardized=False):
         """q_k(t|x) on population k's rows: (K, m, D) -> (K, m, n_private) each."""
-        return gaussian_head(self.enc_private.forward_grouped(self.encoder_input(xg)))
+        h = self.encoder_input(xg, standardized)
+        return gaussian_head(self.enc_private.forward_grouped(h))
 
     def decode_shared(self, z):
         """f_s(z): (..., n_shared) -> (..., D)."""

@@ -308,11 +308,13 @@ def batch_terms(
             return block.reshape(n, -1)
         return block[group, slot]
 
-    mu_z, lv_z = module.encode_shared(x)
+    # Standardised once for the encoders and the likelihood (the same entries each would make).
+    xs = module.standardize_rows(x)
+    mu_z, lv_z = module.encode_shared(xs, standardized=True)
     kl_others = weights = None
     if has_mi(objective) and mi_samples is None:
         # The exact MI term: encoder k on every row; each row's own code is one slice.
-        mu_all, lv_all = module.encode_private_all(x)
+        mu_all, lv_all = module.encode_private_all(xs, standardized=True)
         if balanced:
             # Rows of population k are block k: own codes are the block diagonal.
             def own(a):
@@ -331,20 +333,22 @@ def batch_terms(
         drawn, weights = draw_off_population(
             populations, batch_counts, pop_sizes, mi_samples, generator
         )
-        own_rows = to_groups(x)
-        mu_b, lv_b = module.encode_private_grouped(torch.cat([own_rows, x[drawn]], dim=1))
+        own_rows = to_groups(xs)
+        mu_b, lv_b = module.encode_private_grouped(
+            torch.cat([own_rows, xs[drawn]], dim=1), standardized=True
+        )
         m_own = own_rows.shape[1]
         mu_t, lv_t = from_groups(mu_b[:, :m_own]), from_groups(lv_b[:, :m_own])
         kl_others = kl_std_normal(mu_b[:, m_own:], lv_b[:, m_own:])
     else:
-        mu_t, lv_t = module.encode_private_grouped(to_groups(x))
+        mu_t, lv_t = module.encode_private_grouped(to_groups(xs), standardized=True)
         mu_t, lv_t = from_groups(mu_t), from_groups(lv_t)
 
     eps_z, eps_t = (None, None) if noise is None else noise
     z = _reparameterise(mu_z, lv_z, generator, eps_z)
     t = _reparameterise(mu_t, lv_t, generator, eps_t)
     out = module.decode_shared(z) + from_groups(module.decode_private_grouped(to_groups(t)))
-    recon = module.recon_log_likelihood(x, upcast(out))
+    recon = module.recon_log_likelihood(xs, upcast(out), standardized=True)
     kl_z = kl_std_normal(mu_z, lv_z)
     gate = module.private_gate.to(recon.dtype)
     if kl_others is not None and module.has_gate:
@@ -399,14 +403,15 @@ def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     Their mean over samples is each population's ELBO, split into what its decoder
     explains and what its private code costs.
     """
-    mu_z, lv_z = module.encode_shared(x)  # (n, dz)
+    xs = module.standardize_rows(x)  # once for the encoders and the likelihood
+    mu_z, lv_z = module.encode_shared(xs, standardized=True)  # (n, dz)
     z = mu_z + torch.exp(0.5 * lv_z) * eps_z[:, None, :]  # (S, n, dz)
     log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
         z, mu_z, lv_z
     )  # (S, n)
     f_s = module.decode_shared(z)  # (S, n, D)
 
-    mu_t, lv_t = module.encode_private_all(x)  # (K, n, dt)
+    mu_t, lv_t = module.encode_private_all(xs, standardized=True)  # (K, n, dt)
     k, n, dt = mu_t.shape
     s = eps_t.shape[0]
     t = mu_t[:, None] + torch.exp(0.5 * lv_t[:, None]) * eps_t[None, :, None, :]  # (K,S,n,dt)
@@ -422,5 +427,7 @@ def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     else:
         # (K, S, n, D) is by far the largest tensor of inference: reuse f_k's memory.
         out = f_k.add_(f_s)
-    recon = module.recon_log_likelihood(x, out, inplace=not torch.is_grad_enabled())
+    recon = module.recon_log_likelihood(
+        xs, out, inplace=not torch.is_grad_enabled(), standardized=True
+    )
     return recon, log_pz_qz, log_pt_qt

@@ -53,6 +53,13 @@ def row_totals(X):
             n_obs = X.shape[1] - n_nan
         else:
             return np.asarray(X.sum(axis=1), dtype=np.float64).ravel()
+    elif not isinstance(X, np.ndarray):
+        # Rows on disk (DiskRows): one block of rows at a time.
+        total, n_obs = np.empty(X.shape[0]), np.empty(X.shape[0])
+        for start in range(0, X.shape[0], 8192):
+            block = X[start : start + 8192]
+            total[start : start + len(block)] = np.nansum(block, axis=1, dtype=np.float64)
+            n_obs[start : start + len(block)] = np.sum(~np.isnan(block), axis=1)
     else:
         total = np.nansum(X, axis=1, dtype=np.float64)
         n_obs = np.sum(~np.isnan(X), axis=1)

@@ -10,7 +10,6 @@ as a :class:`TrainResult`.
 """
 
 import contextlib
-import copy
 import dataclasses
 import math
 import os
@@ -24,7 +23,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from sklearn_cpvae._data import MappedRows, file_backed, training_tensor
+from sklearn_cpvae._data import DiskRows, MappedRows, file_backed, training_tensor
 from sklearn_cpvae._objective import batch_terms, has_mi, has_own_kl, mi_weight_schedule
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
@@ -370,6 +369,22 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
     return dict(zip(TERMS, sums.tolist()))
 
 
+def _snapshot(module, into=None):
+    """A copy of ``module``'s state dict, written into the copy ``into`` when given.
+
+    Taken after every epoch (the weights a divergence or an interrupt restores): refilling
+    a copy that is no longer needed, rather than allocating a fresh one, spares the
+    allocator and page faults of a copy of every weight per epoch, which with K private
+    networks is O(K) weights.
+    """
+    state = module.state_dict()
+    if into is None:
+        return {name: value.detach().clone() for name, value in state.items()}
+    for name, value in state.items():
+        into[name].copy_(value)
+    return into
+
+
 def _stack(terms, names=TERMS):
     return torch.stack([getattr(terms, name).detach() for name in names])
 
@@ -481,10 +496,11 @@ def train(
     streamed = x.device != device
     autocast = _autocast(cfg.precision, device)
     result = TrainResult(n_iter=start_epoch)
-    last_good = copy.deepcopy(module.state_dict())
+    last_good = _snapshot(module)
     # The lowest-loss epoch's weights: a reference to that epoch's last_good copy, so
-    # tracking it costs no copy of its own.
-    best_state, best_epoch = None, None
+    # tracking it costs no copy of its own. ``spare`` is a copy no longer referenced
+    # (the previous best), reused by the next snapshot.
+    best_state, best_epoch, spare = None, None, None
     previous = None
     no_improve = 0
     params = [p for p in module.parameters()]
@@ -550,7 +566,10 @@ def train(
             result.history.append(record)
             result.n_iter = epoch + 1
             report.epoch(record)
-            last_good = copy.deepcopy(module.state_dict())
+            if last_good is best_state:
+                last_good, spare = _snapshot(module, spare), None
+            else:
+                last_good = _snapshot(module, last_good)
             previous = record
 
             # Stopping rules: the objective changes with alpha, so only count after annealing.
@@ -563,6 +582,8 @@ def train(
             )
             if metric < result.best_loss:
                 result.best_loss = metric
+                if best_state is not None and best_state is not last_good:
+                    spare = best_state
                 best_state, best_epoch = last_good, epoch + 1
                 result.best_epoch = best_epoch
             if significant:
@@ -703,11 +724,12 @@ def rows_source(X, device, rows=None):
 
     One float32 copy of the rows at most (none for float32 input on the CPU); a sparse X
     stays sparse and is densified one minibatch at a time; a memory-mapped X is read from
-    its file one minibatch at a time (no copy).
+    its file one minibatch at a time (no copy), as are the rows of an h5py Dataset or a
+    zarr array (:class:`~sklearn_cpvae._data.DiskRows`).
     """
     if sp.issparse(X):
         return SparseRows(X if rows is None else X[rows], device)
-    if file_backed(X):
+    if isinstance(X, DiskRows) or file_backed(X):
         return MappedRows(X, device, rows)
     return training_tensor(X, device, rows)
 

@@ -11,8 +11,9 @@ from numbers import Integral
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 
+from sklearn_cpvae._data import DiskRows, on_disk, row_blocks
 from sklearn_cpvae._sklearn_compat import validate_data
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -318,6 +319,37 @@ def population_index(classes, populations, n_rows, name="populations"):
     return idx
 
 
+def validate_on_disk(estimator, X, y=None, *, reset, ensure_all_finite, check_names=True):
+    """``validate_data`` for an h5py Dataset or zarr array ``X``, one block of rows at a
+    time: the same checks (2-D, at least 2 rows for a fit, numeric and finite values, the
+    number of features) without loading X. Returns :class:`~sklearn_cpvae._data.DiskRows`
+    (and ``y`` as a 1-D array when given). ``check_names=False`` compares only the number
+    of features (an AnnData's var_names were compared already)."""
+    if len(X.shape) != 2:
+        raise ValueError(f"Expected a 2-D array of rows, got an on-disk array of shape {X.shape}.")
+    if not (np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.bool_)):
+        raise ValueError(f"X must hold numbers; the on-disk array has dtype {X.dtype}.")
+    rows = DiskRows(X)
+    if check_names:
+        validate_data(estimator, rows, reset=reset, skip_check_array=True)
+    elif not reset and rows.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {rows.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    if reset and rows.shape[0] < 2:
+        raise ValueError(
+            f"Found array with {rows.shape[0]} sample(s); a minimum of 2 is required."
+        )
+    for block in row_blocks(rows):
+        check_array(block, dtype=rows.dtype, ensure_all_finite=ensure_all_finite)
+    if y is None:
+        return rows
+    y = column_or_1d(y, warn=True)
+    check_consistent_length(rows, y)
+    return rows, y
+
+
 def check_fitted_X(estimator, X, *, return_column=False):
     """X for a fitted CPVAE's inference methods: validated, CSR if sparse, column split."""
     check_is_fitted(estimator)
@@ -331,11 +363,25 @@ def check_fitted_X(estimator, X, *, return_column=False):
         check_anndata_features(estimator, X)
         X, column = anndata_rows(X, getattr(estimator, "layer", None), column_name)
         # The names were compared above; sklearn's check would only see an unnamed matrix.
-        X = check_array(X, **checks)
+        if on_disk(X):
+            X = validate_on_disk(
+                estimator,
+                X,
+                reset=False,
+                ensure_all_finite=checks["ensure_all_finite"],
+                check_names=False,
+            )
+        else:
+            X = check_array(X, **checks)
     else:
         check_layer_unused(estimator)
         X, column = split_population_column(X, column_name)
-        X = validate_data(estimator, X, reset=False, **checks)
+        if on_disk(X):
+            X = validate_on_disk(
+                estimator, X, reset=False, ensure_all_finite=checks["ensure_all_finite"]
+            )
+        else:
+            X = validate_data(estimator, X, reset=False, **checks)
     if sp.issparse(X):
         X = X.tocsr()
     return (X, column) if return_column else X
@@ -357,13 +403,17 @@ def warn_non_integer_counts(X, likelihood, counts, stacklevel=3):
     log-normalised or scaled expression passed where raw counts belong."""
     if not counts:
         return
-    values = X.data if sp.issparse(X) else np.asarray(X)
-    values = values[np.isfinite(values)]
-    fractional = values[values != np.round(values)]
-    if fractional.size:
+    n_fractional, example = 0, None
+    for values in [X.data] if sp.issparse(X) else row_blocks(X):
+        values = values[np.isfinite(values)]
+        fractional = values[values != np.round(values)]
+        n_fractional += fractional.size
+        if example is None and fractional.size:
+            example = float(fractional[0])
+    if n_fractional:
         warnings.warn(
             f"likelihood={likelihood!r} models raw integer counts, but X has "
-            f"{fractional.size} non-integer value(s) (e.g. {float(fractional[0]):.4g}): "
+            f"{n_fractional} non-integer value(s) (e.g. {example:.4g}): "
             "normalised, log-transformed or scaled data are not counts. Pass the raw "
             "counts (with an AnnData, layer= names the layer holding them), or use "
             "likelihood='gaussian'.",

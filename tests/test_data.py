@@ -70,3 +70,98 @@ def test_float32_range_check_reads_X_in_blocks():
     X[19_999, 0] = 1e30
     with pytest.raises(ValueError, match="Standardise X"):
         check_float32_range(X)
+
+
+def _h5py_rows(tmp_path, X):
+    h5py = pytest.importorskip("h5py")
+    f = h5py.File(tmp_path / "X.h5", "w")
+    f.create_dataset("X", data=X, chunks=(16, X.shape[1]))
+    return f["X"]
+
+
+def _zarr_rows(tmp_path, X):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.open_array(
+        tmp_path / "X.zarr", mode="w", shape=X.shape, chunks=(16, X.shape[1]), dtype=X.dtype
+    )
+    z[:] = X
+    return z
+
+
+@pytest.fixture
+def never_whole(monkeypatch):
+    """Reading every row of an on-disk X at once fails the test: fit and inference must
+    read it in blocks and minibatches."""
+    from sklearn_cpvae._data import DiskRows
+
+    def whole(self, dtype=None, copy=None):
+        raise AssertionError("the whole on-disk X was loaded")
+
+    monkeypatch.setattr(DiskRows, "__array__", whole)
+
+
+@pytest.mark.parametrize("store", [_h5py_rows, _zarr_rows], ids=["h5py", "zarr"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_h5py_and_zarr_X_are_read_in_blocks(tmp_path, populations_data, store, dtype, never_whole):
+    """An h5py Dataset or zarr array is validated, trained on and predicted from block by
+    block, never loaded whole, and the fit equals the fit on the same array in memory."""
+    import warnings
+
+    from conftest import CONFIGS
+
+    from sklearn_cpvae import CPVAE
+    from sklearn_cpvae._data import DiskRows, MappedRows
+    from sklearn_cpvae._training import rows_source
+
+    X, y, _, _ = populations_data
+    X = X.astype(dtype)
+    stored = store(tmp_path, X)
+    params = {**CONFIGS["persistence"], "early_stopping": True}
+    Xv = CPVAE(**params)._validated_fit_data(stored, y)[0]
+    assert isinstance(Xv, DiskRows) and Xv.dtype == dtype
+    source = rows_source(Xv, torch.device("cpu"))
+    assert isinstance(source, MappedRows)
+    idx = torch.tensor([5, 1, 5, 250, 0])  # unsorted, with a repeat
+    assert torch.equal(source[idx], torch.from_numpy(X[idx.numpy()].astype(np.float32)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = CPVAE(**params).fit(X, y)
+        on_disk = CPVAE(**params).fit(stored, y)
+    assert on_disk.loss_curve_ == in_memory.loss_curve_
+    assert on_disk.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(on_disk.predict_proba(stored), in_memory.predict_proba(X))
+    np.testing.assert_array_equal(on_disk.score_samples(stored), in_memory.score_samples(X))
+    np.testing.assert_array_equal(on_disk.transform(stored, y), in_memory.transform(X, y))
+    np.testing.assert_array_equal(on_disk.transform(stored), in_memory.transform(X))
+
+
+def test_backed_anndata_X_is_read_in_blocks(tmp_path, populations_data, never_whole):
+    """A backed AnnData's dense .X (an h5py Dataset) is streamed like the Dataset itself."""
+    import warnings
+
+    anndata = pytest.importorskip("anndata")
+    from conftest import CONFIGS
+
+    from sklearn_cpvae import CPVAE
+
+    X, y, _, _ = populations_data
+    X = X.astype(np.float32)
+    adata = anndata.AnnData(X=X, obs={"pop": np.asarray(y).astype(str)})
+    adata.write_h5ad(tmp_path / "a.h5ad")
+    backed = anndata.read_h5ad(tmp_path / "a.h5ad", backed="r")
+    params = {**CONFIGS["persistence"], "population_column": "pop"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        in_memory = CPVAE(**params).fit(adata)
+        on_disk = CPVAE(**params).fit(backed)
+    assert on_disk.loss_curve_ == in_memory.loss_curve_
+    np.testing.assert_array_equal(on_disk.predict_proba(backed), in_memory.predict_proba(adata))
+
+
+def test_on_disk_X_with_bad_values_is_rejected(tmp_path):
+    from sklearn_cpvae import CPVAE
+
+    X = np.ones((40, 3))
+    X[33, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        CPVAE(n_shared=1, n_private=1).fit(_h5py_rows(tmp_path, X), np.arange(40) % 2)

@@ -398,3 +398,19 @@ def test_fit_options_are_deterministic(params):
     # float32 and float64 input give the same float32 training tensor.
     for p, q in zip(a.module_.parameters(), b.module_.parameters(), strict=True):
         assert torch.equal(p, q)
+
+
+def test_early_stopping_restores_the_best_epoch_exactly():
+    """The kept copies of the weights are refilled epoch after epoch; the best epoch's
+    copy must survive them: the restored weights are those of a fit that ended there."""
+    X, y = _data()
+    params = {**TINY, "early_stopping": True, "validation_fraction": 0.25, "tol": 0.0}
+    # A large step makes the validation loss go up and down, so the best epoch moves
+    # several times and is followed by epochs that refill the other copies.
+    params.update(n_iter_no_change=100, learning_rate_init=0.1)
+    est = _quiet_fit(CPVAE(**{**params, "max_iter": 12}), X, y)
+    val = [r["val_loss"] for r in est.history_]
+    best = 1 + int(np.argmin(val))
+    assert est.n_iter_ == 12 and est.best_loss_ == min(val) and best < 12
+    clean = _quiet_fit(CPVAE(**{**params, "max_iter": best}), X, y)
+    _assert_same_weights(_weights(est), _weights(clean))
