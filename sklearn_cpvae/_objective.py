@@ -46,19 +46,35 @@ def log_normal(x, mu, logvar):
     return -0.5 * torch.sum(LOG_2PI + logvar + (x - mu) ** 2 * torch.exp(-logvar), dim=-1)
 
 
-def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None):
+def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None, scales=(1.0,)):
     """Sum over groups k of MMD^2 between group k's codes and all codes (RBF kernel).
 
     An invariance penalty on the shared codes: it is zero when every population's
     codes follow the same distribution as the pooled codes. ``bandwidth`` defaults to
-    the median pairwise squared distance (detached). One (n, n) kernel and a (K, n)
-    membership matrix, so no loop over populations.
+    the median pairwise squared distance (detached). ``scales`` multiplies it: the
+    kernel is the mean of ``exp(-d^2 / (bandwidth * c))`` over ``c`` in ``scales`` (a
+    multi-scale kernel; the default ``(1.0,)`` is the single median-bandwidth kernel
+    that ``CPVAE(shared_invariance=...)`` uses). The estimate is the plug-in (V-statistic)
+    one, diagonal included. One (n, n) kernel and a (K, n) membership matrix, so no
+    loop over populations.
+
+    Examples
+    --------
+    >>> import torch
+    >>> codes = torch.tensor([[0.0], [0.1], [2.0], [2.1]])
+    >>> pops = torch.tensor([0, 0, 1, 1])
+    >>> same = mmd_rbf_groups(codes, torch.tensor([0, 1, 0, 1]), 2)
+    >>> apart = mmd_rbf_groups(codes, pops, 2, scales=(0.25, 1.0, 4.0))
+    >>> bool(apart > same)
+    True
     """
+    if not scales or any(c <= 0 for c in scales):
+        raise ValueError(f"mmd_rbf_groups: scales must be positive numbers, got {scales!r}.")
     n = codes.shape[0]
     d2 = torch.cdist(codes, codes).pow(2)
     if bandwidth is None:
         bandwidth = d2.detach().median().clamp_min(1e-6)
-    kern = torch.exp(-d2 / bandwidth)
+    kern = sum(torch.exp(-d2 / (bandwidth * c)) for c in scales) / len(scales)
     member = populations[None, :] == torch.arange(n_groups, device=codes.device)[:, None]
     member = member.to(codes.dtype)
     counts = member.sum(1).clamp_min(1.0)

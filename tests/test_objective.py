@@ -335,6 +335,33 @@ def test_mmd_rbf_groups_matches_brute_force():
     assert float(got) == pytest.approx(ref, rel=1e-10)
 
 
+def test_mmd_rbf_groups_multiscale_matches_brute_force():
+    # Median bandwidth and a mean of kernels at several multiples of it, against loops.
+    rng = np.random.default_rng(1)
+    c = rng.normal(size=(9, 2))
+    c[4:] += 0.7
+    pops = np.array([0, 1, 0, 1, 1, 2, 2, 0, 2])
+    scales = (0.25, 1.0, 4.0)
+    d2 = np.array([[((a - b) ** 2).sum() for b in c] for a in c])
+    h = np.median(d2)
+    ref = 0.0
+    for j in range(3):
+        g = [i for i in range(9) if pops[i] == j]
+        for s_ in scales:
+            kern = np.exp(-d2 / (h * s_))
+            within = sum(kern[a, b] for a in g for b in g) / len(g) ** 2
+            cross = sum(kern[a, b] for a in g for b in range(9)) / (9 * len(g))
+            total = kern.sum() / 81
+            ref += (within - 2 * cross + total) / len(scales)
+    got = mmd_rbf_groups(torch.as_tensor(c), torch.as_tensor(pops), 3, scales=scales)
+    assert float(got) == pytest.approx(ref, rel=1e-9)
+    wide = mmd_rbf_groups(torch.as_tensor(c), torch.as_tensor(pops), 3, scales=(4.0,))
+    fixed = mmd_rbf_groups(torch.as_tensor(c), torch.as_tensor(pops), 3, bandwidth=4 * h)
+    assert float(wide) == pytest.approx(float(fixed), rel=1e-12)
+    with pytest.raises(ValueError, match="scales"):
+        mmd_rbf_groups(torch.as_tensor(c), torch.as_tensor(pops), 3, scales=(1.0, 0.0))
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_shared_invariance_reduces_study_leakage():
     rng = np.random.default_rng(0)
