@@ -520,22 +520,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             validation_fraction=self.validation_fraction if self.early_stopping else None,
             seed=seed_split,
         )
-        cfg = TrainConfig(
-            objective=self._objective(),
-            mi_weight=float(self.mi_weight),
-            mi_anneal_epochs=self.mi_anneal_epochs,
-            batch_size=self.batch_size,
-            max_iter=self.n_iter_ + self.max_iter,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            early_stopping=self.early_stopping,
-            max_grad_norm=self.max_grad_norm,
-            verbose=self.verbose,
-            mi_samples=self.mi_samples,
-            precision=self.precision,
-            compile=self.compile,
-            private_kl_weight=float(self.private_kl_weight),
-        )
+        cfg = self._train_config(self._objective(), max_iter=self.n_iter_ + self.max_iter)
         outcome = fit_module(
             self.module_,
             data,
@@ -683,19 +668,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         # which is "elbo_mi" without that term (for "paper", the own KL then keeps the
         # lone private code from drifting, which nothing else would).
         objective = self._objective() if n_new > 1 else "elbo"
-        cfg = TrainConfig(
-            objective=objective,
-            mi_weight=float(self.mi_weight),
-            mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
-            batch_size=self.batch_size,
+        cfg = self._train_config(
+            objective,
             max_iter=self.max_iter if max_iter is None else int(max_iter),
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            early_stopping=self.early_stopping,
-            max_grad_norm=self.max_grad_norm,
-            verbose=self.verbose,
-            mi_samples=self.mi_samples,
-            precision=self.precision,
+            mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
         )
         outcome = fit_module(
             sub,
@@ -741,6 +717,27 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 stacklevel=2,
             )
         return self
+
+    def _train_config(self, objective, *, max_iter, mi_anneal_epochs=None):
+        """The :class:`~sklearn_cpvae._training.TrainConfig` of this estimator's parameters."""
+        return TrainConfig(
+            objective=objective,
+            mi_weight=float(self.mi_weight),
+            mi_anneal_epochs=(
+                self.mi_anneal_epochs if mi_anneal_epochs is None else mi_anneal_epochs
+            ),
+            batch_size=self.batch_size,
+            max_iter=max_iter,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            early_stopping=self.early_stopping,
+            max_grad_norm=self.max_grad_norm,
+            verbose=self.verbose,
+            mi_samples=self.mi_samples,
+            precision=self.precision,
+            compile=self.compile,
+            private_kl_weight=float(self.private_kl_weight),
+        )
 
     def _validated_fit_data(self, X, y, populations=None):
         """Validated X (CSR if sparse), population labels and indices, private gates.

@@ -113,3 +113,26 @@ def test_add_populations_refusals(before_after):
         fixed.fit(X[:40], np.repeat(["a", "c"], 20))
     with pytest.raises(ValueError, match="priors"):
         fixed.add_populations(X[40:50], ["d"] * 10)
+
+
+def test_add_populations_trains_under_the_fitted_objective_options(monkeypatch):
+    # The new private networks get the same training options as fit (private_kl_weight,
+    # precision, ...), not the defaults of the training configuration.
+    from sklearn_cpvae import _estimator
+
+    X, y = _three_studies()
+    old, new = y != "b", y == "b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CPVAE(**{**CFG, "max_iter": 2}, private_kl_weight=0.5).fit(X[old], y[old])
+        seen = []
+        real = _estimator.fit_module
+
+        def spy(module, data, cfg, **kwargs):
+            seen.append(cfg)
+            return real(module, data, cfg, **kwargs)
+
+        monkeypatch.setattr(_estimator, "fit_module", spy)
+        model.add_populations(X[new], y[new], max_iter=2)
+    assert [c.private_kl_weight for c in seen] == [0.5]
+    assert seen[0].objective == "elbo" and seen[0].max_iter == 2
