@@ -92,6 +92,9 @@ def _synthetic(n_quick, n_full, **kwargs):
             "private_factors": d.private_factors,
             "subgroups": d.subgroups,
             "n_subgroups": kwargs.get("n_subgroups", 3),
+            # populations differ only by private factors (or not at all): the shared
+            # codes should not tell them apart
+            "private_only": kwargs.get("population_effect", "both") in ("subspace", "none"),
             "note": f"make_cross_population(n_samples={n}, {kwargs}, random_state=seed)",
         }
 
@@ -149,6 +152,7 @@ def mice(mode, seed):
         "biology": biology,
         "groups": mouse[rows],
         "standardise": True,
+        "batch_effect": True,
         "note": f"populations = genotype; biology = treatment|behaviour; complete-case "
         f"columns ({int(keep.sum())} of {X.shape[1]} proteins, no NaN); "
         f"split by mouse_id" + ("; 40 random mice" if mode == "quick" else ""),
@@ -169,6 +173,7 @@ def heart(mode, seed):
         "y": site[rows],
         "biology": (d["num"][rows] > 0).astype(int),
         "standardise": True,
+        "batch_effect": True,
         "note": f"populations = 4 hospitals; biology = diagnosis num>0; columns slope, ca, "
         f"thal dropped (mostly missing), then complete-case rows ({int(rows.sum())} "
         f"of {len(rows)})",
@@ -184,6 +189,7 @@ def ecoli(mode, seed):
         "y": d["lab"],
         "biology": d["condition"],
         "standardise": True,
+        "batch_effect": True,
         "note": f"populations = lab; biology = growth condition; complete-case proteins "
         f"({int(keep.sum())}), standardised",
     }
@@ -198,6 +204,7 @@ def quartet(mode, seed):
         "y": d["prot_lab"],
         "biology": d["prot_donor"],
         "standardise": True,
+        "batch_effect": True,
         "note": "proteomics; populations = lab; biology = donor; standardised",
     }
 
@@ -251,14 +258,30 @@ def celeba(mode, seed):
     d = _npz("celeba_subset", "celeba_64px_4000")
     X = d["X"].astype(np.float32).reshape(-1, 32, 2, 32, 2, 3).mean(axis=(2, 4)) / 255.0
     names = list(d["attribute_names"])
-    smiling = d["attributes"][:, names.index("Smiling")]
+    attrs = (d["attributes"] > 0).astype(int)
+    male_only = [a for a in CELEBA_MALE_ATTRIBUTES if a in names]
     return {
         "X": X.reshape(len(X), -1).astype(float),
         "y": np.where(d["male"] == 1, "male", "non-male"),
-        "biology": smiling,
+        "biology": attrs[:, names.index("Smiling")],
+        "population_attributes": {
+            "male": (male_only, attrs[:, [names.index(a) for a in male_only]])
+        },
         "fit_kwargs": {"likelihood": "bernoulli", "max_iter": 100},
-        "note": "4000 faces, 2x2-averaged to 32x32x3 RGB, /255, Bernoulli; biology = Smiling",
+        "note": "4000 faces, 2x2-averaged to 32x32x3 RGB, /255, Bernoulli; biology = Smiling; "
+        "male-specific attributes probed in the male rows",
     }
+
+
+# The male-specific attributes of the data set's suggested protocol (the paper's §4.2).
+CELEBA_MALE_ATTRIBUTES = (
+    "Goatee",
+    "Mustache",
+    "No_Beard",
+    "Sideburns",
+    "5_o_Clock_Shadow",
+    "Bald",
+)
 
 
 # name -> (builder, modes, scale check)
@@ -455,6 +478,13 @@ def code_metrics(model, Xte, yte, truth):
         m["ari_private"] = _mean([_ari(P[rows[k]], sg[rows[k]], g) for k in big])
         m["ari_shared"] = _mean([_ari(S[rows[k]], sg[rows[k]], g) for k in big])
     m["leak_pop_acc_shared"], m["pop_chance"] = _class_probe(S, yte)
+    # The all-unit probe standardises every unit, so it also reads population
+    # differences of ~0.02 in the means of collapsed units (docs/quality.md, "What the
+    # invariance penalty sees"); the active units and one draw z ~ q(z|x) show what the
+    # model's own code carries.
+    active = S.var(axis=0) > 0.01
+    m["leak_pop_acc_shared_active"] = _class_probe(S[:, active], yte)[0] if active.any() else None
+    m["leak_pop_acc_shared_draw"] = _class_probe(_shared_draw(model, Xte), yte)[0]
     bio = truth.get("biology")
     if bio is not None:
         m["bio_probe_acc_shared"], m["bio_chance"] = _class_probe(S, bio)
@@ -472,6 +502,55 @@ def code_metrics(model, Xte, yte, truth):
     m["heldout_loglik_nonfinite"] = int((~finite).sum())
     m["metrics_s"] = round(time.perf_counter() - t, 2)
     return m
+
+
+def _shared_draw(model, X, seed=0):
+    """One draw z ~ q(z|x) per row (the posterior means are ``transform``'s shared block)."""
+    import torch
+
+    module = model.module_.eval()
+    with torch.no_grad():
+        mu, logvar = module.encode_shared(torch.as_tensor(X, dtype=torch.float32))
+    gen = torch.Generator().manual_seed(seed)
+    return (mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen)).double().numpy()
+
+
+def attribute_metrics(model, Xte, yte, attributes):
+    """Population-specific attributes read from the shared codes and from the private codes.
+
+    ``attributes`` maps a population to ``(names, matrix)`` of binary attributes of its
+    rows. For each attribute: cross-validated ROC AUC of a logistic probe on that
+    population's held-out rows, from its shared codes and from its own private codes
+    (AUC, since attributes such as a goatee are rare).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    codes = model.transform(Xte, populations=yte)
+    n_shared = model.n_shared
+    out = {}
+    for pop, (names, A) in attributes.items():
+        rows = yte == pop
+        for j, name in enumerate(names):
+            a = A[rows, j]
+            if np.bincount(a, minlength=2).min() < 5:
+                continue
+            cv = StratifiedKFold(5, shuffle=True, random_state=0)
+            probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            res = {}
+            for space, Z in (
+                ("shared", codes[rows, :n_shared]),
+                ("private", codes[rows, n_shared:]),
+            ):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res[space] = float(
+                        cross_val_score(probe, Z, a, cv=cv, scoring="roc_auc").mean()
+                    )
+            out[f"{pop}:{name}"] = res
+    return out
 
 
 def fit_model(params, Xtr, ytr):
@@ -512,6 +591,10 @@ def run_case(name, mode, seed, configs):
         for k in ("shared_factors", "private_factors", "subgroups", "biology")
     }
     truth["n_subgroups"] = case.get("n_subgroups")
+    attributes = {
+        pop: (names, np.asarray(A)[te])
+        for pop, (names, A) in case.get("population_attributes", {}).items()
+    }
     fit_kwargs = case.get("fit_kwargs", {})
     record = {
         "case": name,
@@ -522,6 +605,11 @@ def run_case(name, mode, seed, configs):
         "n_features": int(X.shape[1]),
         "populations": {str(k): int(c) for k, c in zip(*np.unique(y, return_counts=True))},
         "standardised": bool(case.get("standardise", False)),
+        "private_only": bool(case.get("private_only", False)),
+        "has_shared_and_private": "shared_factors" in case and "private_factors" in case,
+        # the populations are batches (labs, sites, genotypes): the shared codes should keep
+        # the biology and drop the batch
+        "biology_case": bool(case.get("batch_effect", False)),
         "case_fit_kwargs": fit_kwargs,
         "baselines": baselines(Xtr, y[tr], Xte, y[te], truth["biology"], n_components=100),
         "configs": {},
@@ -535,6 +623,15 @@ def run_case(name, mode, seed, configs):
             model, info = fit_model(params, Xtr, y[tr])
             entry.update(info)
             entry.update(code_metrics(model, Xte, y[te], truth))
+            if attributes:
+                per = attribute_metrics(model, Xte, y[te], attributes)
+                entry["attribute_auc"] = per
+                entry["attr_private_better"] = sum(
+                    v["private"] > v["shared"] for v in per.values()
+                )
+                entry["attr_n"] = len(per)
+                entry["attr_auc_private"] = _mean([v["private"] for v in per.values()])
+                entry["attr_auc_shared"] = _mean([v["shared"] for v in per.values()])
             if scale_check:
                 entry["scale_check_acc"] = {"x1": entry["predict_acc"]}
                 for tname in QUICK_SCALES if mode == "quick" else FULL_SCALES:
@@ -578,10 +675,15 @@ TABLE_ROWS = [
     ("ari_private", "ARI private"),
     ("ari_shared", "ARI shared"),
     ("leak_pop_acc_shared", "leak: pop acc<-shared"),
+    ("leak_pop_acc_shared_active", "  from active units"),
+    ("leak_pop_acc_shared_draw", "  from a draw of z"),
     ("leak_r2_shared_from_private", "leak: R2 shared<-private"),
     ("r2_private_from_shared", "leak: R2 private<-shared"),
     ("bio_probe_acc_shared", "bio probe acc<-shared"),
     ("bio_silhouette_shared", "bio silhouette shared"),
+    ("attr_auc_private", "pop attrs AUC<-private"),
+    ("attr_auc_shared", "pop attrs AUC<-shared"),
+    ("attr_private_better", "pop attrs private>shared"),
     ("fit_s", "fit s"),
     ("n_iter", "epochs"),
 ]
@@ -683,6 +785,130 @@ def table(records, configs):
     return "\n".join(lines)
 
 
+# Targets checked per case: (name, applies(record), value(entry, record),
+# bound(entry, record, configs' entries)).
+def _chance_plus(e, r, _):
+    return e.get("pop_chance") + 0.1 if e.get("pop_chance") is not None else None
+
+
+TARGETS = [
+    (
+        "predict acc >= LDA - 0.01",
+        lambda r: True,
+        lambda e, r: e.get("predict_acc"),
+        lambda e, r, _: r["baselines"]["lda_acc"] - 0.01,
+    ),
+    (
+        "predict acc >= 0.90",
+        lambda r: r["case"].startswith("celeba"),
+        lambda e, r: e.get("predict_acc"),
+        lambda e, r, _: 0.90,
+    ),
+    (
+        "scale/shift: max |acc - acc(X)| <= 0.01",
+        lambda r: "scale_check_lda" in r,
+        lambda e, r: (
+            -max(
+                abs(v - e["scale_check_acc"]["x1"])
+                for v in e.get("scale_check_acc", {"x1": 0}).values()
+            )
+        ),
+        lambda e, r, _: -0.01,
+    ),
+    (
+        "both spaces in use (active units)",
+        lambda r: r.get("has_shared_and_private", False),
+        lambda e, r: min(e.get("active_shared", 0), e.get("active_private") or 0),
+        lambda e, r, _: 1,
+    ),
+    (
+        "shared space in use (active units)",
+        lambda r: r.get("biology_case", False),
+        lambda e, r: e.get("active_shared"),
+        lambda e, r, _: 1,
+    ),
+    (
+        "leak all units <= chance + 0.1",
+        lambda r: r.get("private_only", False) or r.get("biology_case", False),
+        lambda e, r: -e.get("leak_pop_acc_shared", 1.0),
+        lambda e, r, by: -_chance_plus(e, r, by),
+    ),
+    (
+        "leak active units <= chance + 0.1",
+        lambda r: r.get("private_only", False) or r.get("biology_case", False),
+        lambda e, r: (
+            None
+            if e.get("leak_pop_acc_shared_active") is None
+            else -e["leak_pop_acc_shared_active"]
+        ),
+        lambda e, r, by: -_chance_plus(e, r, by),
+    ),
+    (
+        "leak draw of z <= chance + 0.1",
+        lambda r: r.get("private_only", False) or r.get("biology_case", False),
+        lambda e, r: -e.get("leak_pop_acc_shared_draw", 1.0),
+        lambda e, r, by: -_chance_plus(e, r, by),
+    ),
+    (
+        "ARI private >= ELBO's",
+        lambda r: "elbo" in r["configs"] and "ari_private" in r["configs"]["elbo"],
+        lambda e, r: e.get("ari_private"),
+        lambda e, r, by: by["elbo"].get("ari_private"),
+    ),
+    (
+        "bio probe >= centred PCA's",
+        lambda r: r.get("biology_case", False),
+        lambda e, r: e.get("bio_probe_acc_shared"),
+        lambda e, r, _: r["baselines"].get("pca_centred_bio_probe_acc"),
+    ),
+    (
+        "pop attrs read better from private",
+        lambda r: "attr_n" in next(iter(r["configs"].values()), {}),
+        lambda e, r: e.get("attr_private_better"),
+        lambda e, r, _: e.get("attr_n"),
+    ),
+]
+
+
+def target_table(records, configs):
+    """Each target, case and configuration: met (value >= bound) or missed, per seed.
+
+    Bounds written as 'x <= b' are checked as -x >= -b and printed as x."""
+    lines = ["\n== targets (value per seed; * = missed; - = not measurable, e.g. no active unit)"]
+    width = max(14, *(len(c) for c in configs))
+    lines.append(f"{'case':24s}{'target':40s}" + "".join(f"{c:>{width + 2}s}" for c in configs))
+    by_case = {}
+    for r in records:
+        by_case.setdefault(r["case"], []).append(r)
+    n_met = n_all = 0
+    for case, recs in by_case.items():
+        for name, applies, value, bound in TARGETS:
+            if not applies(recs[0]):
+                continue
+            cells = []
+            for c in configs:
+                parts = []
+                for r in recs:
+                    e = r["configs"].get(c, {})
+                    try:
+                        v, b = value(e, r), bound(e, r, r["configs"])
+                    except (KeyError, TypeError, AttributeError, StopIteration):
+                        v, b = None, None
+                    if v is None or b is None:
+                        parts.append("-")
+                        continue
+                    ok = v >= b - 1e-9
+                    n_met, n_all = n_met + ok, n_all + 1
+                    shown = abs(v) if name.startswith(("leak", "scale")) else v
+                    parts.append(f"{shown:.3g}" + ("" if ok else "*"))
+                cells.append(",".join(parts))
+            lines.append(
+                f"{case:24s}{name:40s}" + "".join(f"{cell:>{width + 2}s}" for cell in cells)
+            )
+    lines.append(f"targets met: {n_met} of {n_all} (case x target x config x seed)")
+    return "\n".join(lines)
+
+
 def environment():
     import sklearn
     import torch
@@ -754,7 +980,7 @@ def main(argv=None):
                 skipped[name] = str(exc)
                 break
     wall = time.perf_counter() - start
-    text = table(records, configs)
+    text = table(records, configs) + "\n" + target_table(records, configs)
     print(text)
     print(f"\nwall time {wall:.0f} s")
     result = {
