@@ -7,7 +7,8 @@ importance-sampled marginal likelihood.
 """
 
 from sklearn_cpvae._cv import population_cv
-from sklearn_cpvae._estimator import CPVAE, load, load_pipeline, save_pipeline
+from sklearn_cpvae._estimator import CPVAE
+from sklearn_cpvae._io import load, load_pipeline, save_pipeline
 from sklearn_cpvae._training import TrainingDivergedError
 from sklearn_cpvae._version import __version__
 from sklearn_cpvae.baselines import VAE
