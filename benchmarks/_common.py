@@ -169,7 +169,7 @@ def hardware():
 
 def result_dir(name):
     """``benchmarks/results/<suite>``: where the results of the script writing ``name`` go."""
-    if name.startswith(("table1", "table2")):
+    if name.startswith(("table1", "table2", "celeba")):
         suite = "paper"
     elif name.startswith(("speed", "scaling", "sparse_memory", "mi_quality")):
         suite = "perf"
