@@ -68,8 +68,9 @@ def compare(k, steps, epochs, rounds, mi_samples=None):
     """ABBA rounds of the whole fit against the plain loop at K = ``k``.
 
     Returns the summary (every round, medians, roofline fractions) and the estimator of
-    the last fit. ``epoch_roofline`` is the estimator's training epochs alone (the
-    median over epochs after the first) against the same GEMM rate.
+    the last fit. One epoch of each side runs first, unmeasured. ``epoch_roofline`` is
+    the estimator's training epochs alone (the median over epochs after the first)
+    against the same GEMM rate.
     """
     x, y = make_data(BATCH * steps, k)
     n_steps = epochs * steps_per_epoch(len(x), k, BATCH // k)
@@ -78,6 +79,11 @@ def compare(k, steps, epochs, rounds, mi_samples=None):
         n_shared=N_SHARED, n_private=N_PRIVATE,
     )  # fmt: skip
     flops = count_flops(probe) / BATCH
+    # ABBA order cancels a drift of the machine's speed, not the one-time costs of the
+    # first run of new shapes (kernel selection, the allocator's first pages), which
+    # would all land on round 0's first side: one short unmeasured run of each first.
+    time_fit(x, y, k, 1, mi_samples)
+    time_bare(x, y, k, n_steps // epochs, mi_samples)
     out, epoch_s = [], []
     for r in range(rounds):
         order = ("fit", "bare") if r % 2 == 0 else ("bare", "fit")
