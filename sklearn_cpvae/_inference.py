@@ -68,11 +68,13 @@ def encode(module, device, X, populations=None, *, has_private=None, private_var
     shared, private, pvar = [], [], []
     with torch.inference_mode():
         for sl in chunks(X.shape[0], per_row):
-            xb = to_tensor(X[sl], device, X.dtype)
+            # The chunk is a copy of its own: standardised in place, once for either encoder.
+            xb = module.standardize_rows(to_tensor(X[sl], device, X.dtype), inplace=True)
             if populations is None:
-                shared.append(module.encode_shared(xb)[0].cpu().numpy())
+                shared.append(module.encode_shared(xb, standardized=True)[0].cpu().numpy())
                 continue
-            mu, lv = module.encode_private(xb, torch.as_tensor(populations[sl], device=device))
+            pops = torch.as_tensor(populations[sl], device=device)
+            mu, lv = module.encode_private(xb, pops, standardized=True)
             mu = (
                 mu
                 * torch.as_tensor(has_private[populations[sl]], dtype=mu.dtype, device=device)[

@@ -92,15 +92,18 @@ class CPVAEModule(nn.Module):
             "standardize": self.standardize,
         }
 
-    def _standardized(self, x):
-        return (x - self.x_loc.to(x.dtype)) / self.x_scale.to(x.dtype)
+    def _standardized(self, x, inplace=False):
+        loc, scale = self.x_loc.to(x.dtype), self.x_scale.to(x.dtype)
+        return x.sub_(loc).div_(scale) if inplace else (x - loc) / scale
 
-    def standardize_rows(self, x):
+    def standardize_rows(self, x, inplace=False):
         """Rows ``x`` standardised as the encoders and the likelihood see them (``x``
         itself without ``standardize``). A step that standardises its minibatch once and
         passes ``standardized=True`` to the methods below spares a pass over the rows per
-        method; every entry is the same element-wise result either way."""
-        return self._standardized(x) if self.standardize else x
+        method; every entry is the same element-wise result either way. ``inplace``
+        overwrites ``x`` (a copy the caller owns) instead of allocating two row-sized
+        temporaries."""
+        return self._standardized(x, inplace) if self.standardize else x
 
     def encoder_input(self, x, standardized=False):
         """What the encoders see: standardised rows (Gaussian), NaN (masked entries) as 0
@@ -199,10 +202,10 @@ class CPVAEModule(nn.Module):
         out = self.decode_private_grouped(scatter_to_groups(t, group, slot, self.n_populations, m))
         return out[group, slot]
 
-    def encode_private(self, x, populations):
+    def encode_private(self, x, populations, standardized=False):
         """q_k(t|x) with each row's own k: (n, D) -> mean, log-variance (n, n_private)."""
         group, slot, m = group_rows(populations, self.n_populations)
         mu, lv = self.encode_private_grouped(
-            scatter_to_groups(x, group, slot, self.n_populations, m)
+            scatter_to_groups(x, group, slot, self.n_populations, m), standardized
         )
         return mu[group, slot], lv[group, slot]

@@ -65,10 +65,12 @@ class StackedMLP(nn.Module):
         self.biases = nn.ParameterList()
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             # Same distribution as torch.nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)).
+            # In place: with K networks a layer holds O(K) weights, and two temporaries of
+            # that size would cost more (fresh pages) than drawing the numbers.
             bound = 1.0 / math.sqrt(n_in)
             shape = (n_in, n_stack, n_out) if i == 0 else (n_stack, n_in, n_out)
-            w = (torch.rand(shape, generator=generator) * 2 - 1) * bound
-            b = (torch.rand((n_stack, 1, n_out), generator=generator) * 2 - 1) * bound
+            w = torch.rand(shape, generator=generator).mul_(2).sub_(1).mul_(bound)
+            b = torch.rand((n_stack, 1, n_out), generator=generator).mul_(2).sub_(1).mul_(bound)
             self.weights.append(nn.Parameter(w))
             self.biases.append(nn.Parameter(b))
 

@@ -63,3 +63,26 @@ def test_inference_chunking_does_not_change_results(monkeypatch):
     ]
     for a, b in zip(ref, got, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_encoding_leaves_the_callers_rows_unchanged(fitted, populations_data):
+    """Each chunk is standardised in place, on its own copy: a float32 C-ordered X (the
+    input a zero-copy conversion would alias) stays as it was, and the codes are those of
+    the rows standardised out of place."""
+    import torch
+
+    X, y, _, _ = populations_data
+    x32 = np.ascontiguousarray(X, dtype=np.float32)
+    before = x32.copy()
+    codes = fitted.transform(x32, populations=y)
+    np.testing.assert_array_equal(x32, before)
+    module = fitted.module_
+    assert module.standardize
+    rows = torch.from_numpy(before)
+    with torch.inference_mode():
+        mu_z = module.encode_shared(rows)[0].numpy()
+        pops = torch.as_tensor(np.searchsorted(fitted.classes_, y))
+        mu_t = module.encode_private(rows, pops)[0].numpy()
+    np.testing.assert_array_equal(codes, np.hstack([mu_z, mu_t]))
+    standardized = module.standardize_rows(rows.clone(), inplace=True)
+    torch.testing.assert_close(standardized, module.standardize_rows(rows), rtol=0, atol=0)

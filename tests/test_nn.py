@@ -38,3 +38,15 @@ def test_group_rows_round_trip():
     block = scatter_to_groups(x, group, slot, 3, m)
     torch.testing.assert_close(block[group, slot], x)
     assert block[1, 1:].abs().sum() == 0  # padding
+
+
+def test_initial_weights_are_the_generators_uniform_draws():
+    """Each layer's weights, then its biases, are U(-1/sqrt(in), 1/sqrt(in)) drawn from the
+    generator in that order: the values a fixed random_state has always given."""
+    net = StackedMLP(3, [5, 7, 2], "relu", torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    for w, b, n_in in zip(net.weights, net.biases, [5, 7]):
+        bound = 1.0 / n_in**0.5
+        assert torch.equal(w.detach(), (torch.rand(w.shape, generator=g) * 2 - 1) * bound)
+        assert torch.equal(b.detach(), (torch.rand(b.shape, generator=g) * 2 - 1) * bound)
+    assert net.weights[0].shape == (5, 3, 7) and net.weights[1].shape == (3, 7, 2)

@@ -214,13 +214,15 @@ def vae_skorch(n_steps, repeats, device):
 
 
 # --------------------------------------------------------------------------- inference
-def predict(est, k, repeats, device, target_flops):
+def predict(est, k, repeats, device, target_flops, method="predict_proba"):
+    """Rows/s of ``est.<method>`` against the GEMM rate measured before and after it."""
+    call = getattr(est, method)
     x = make_data(64, k, seed=1)[0]
-    per_row = count_flops(lambda: est.predict_proba(x[:8])) / 8
+    per_row = count_flops(lambda: call(x[:8])) / 8
     n = int(np.clip(target_flops / per_row, 16, 10000))
     x = make_data(n, k, seed=1)[0]
     rate0 = gemm_rate(device=device)
-    t, times = median_time(lambda: est.predict_proba(x), repeats=repeats, warmup=1, device=device)
+    t, times = median_time(lambda: call(x), repeats=repeats, warmup=1, device=device)
     rate1 = gemm_rate(device=device)
     return dict(
         rows=n,

@@ -52,6 +52,40 @@ def fit(X, y, k, args, compile):
     ), weights
 
 
+def compare(X, y, k, args):
+    """Eager, compiled, compiled again and eager again on the same rows (``args``:
+    ``hidden``, ``epochs``, ``device``): epoch times, their ratios, compilation time,
+    whether the compiled fit repeats bitwise and how far it is from the eager one."""
+    eager1, w_eager = fit(X, y, k, args, False)
+    comp1, w_comp1 = fit(X, y, k, args, True)
+    comp2, w_comp2 = fit(X, y, k, args, True)
+    eager2, _ = fit(X, y, k, args, False)
+    eager = statistics.mean([eager1["median_epoch_s"], eager2["median_epoch_s"]])
+    compiled = statistics.mean([comp1["median_epoch_s"], comp2["median_epoch_s"]])
+    row = dict(
+        eager_first=eager1,
+        compiled_first=comp1,
+        compiled_second=comp2,
+        eager_second=eager2,
+        rows_per_epoch=len(X),
+        eager_epoch_s=eager,
+        compiled_epoch_s=compiled,
+        compiled_over_eager=compiled / eager,
+        compiled_over_eager_each=[
+            c["median_epoch_s"] / e["median_epoch_s"]
+            for c in (comp1, comp2)
+            for e in (eager1, eager2)
+        ],
+        compile_overhead_s=comp1["first_epoch_s"] - eager1["first_epoch_s"],
+        compiled_bitwise_reproducible=bool(torch.equal(w_comp1, w_comp2)),
+        compiled_vs_eager_max_weight_diff=float((w_comp1 - w_eager).abs().max()),
+        compiled_vs_eager_max_loss_rel_diff=float(
+            max(abs(a - b) / abs(b) for a, b in zip(comp1["loss"], eager1["loss"]))
+        ),
+    )
+    return row
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--ks", type=int, nargs="+", default=[2, 10])
@@ -69,34 +103,11 @@ def main():
         n = args.steps * k * max(1, 800 // k)
         X = rng.normal(size=(n, args.features)).astype(np.float32)
         y = np.arange(n) % k
-        eager1, w_eager = fit(X, y, k, args, False)
-        comp1, w_comp1 = fit(X, y, k, args, True)
-        comp2, w_comp2 = fit(X, y, k, args, True)
-        eager2, _ = fit(X, y, k, args, False)
-        eager = statistics.mean([eager1["median_epoch_s"], eager2["median_epoch_s"]])
-        compiled = statistics.mean([comp1["median_epoch_s"], comp2["median_epoch_s"]])
-        row = dict(
-            eager_first=eager1,
-            compiled_first=comp1,
-            compiled_second=comp2,
-            eager_second=eager2,
-            rows_per_epoch=n,
-            compiled_over_eager=compiled / eager,
-            compiled_over_eager_each=[
-                c["median_epoch_s"] / e["median_epoch_s"]
-                for c in (comp1, comp2)
-                for e in (eager1, eager2)
-            ],
-            compile_overhead_s=comp1["first_epoch_s"] - eager1["first_epoch_s"],
-            compiled_bitwise_reproducible=bool(torch.equal(w_comp1, w_comp2)),
-            compiled_vs_eager_max_weight_diff=float((w_comp1 - w_eager).abs().max()),
-            compiled_vs_eager_max_loss_rel_diff=float(
-                max(abs(a - b) / abs(b) for a, b in zip(comp1["loss"], eager1["loss"]))
-            ),
-        )
+        row = compare(X, y, k, args)
         rows[str(k)] = row
         print(
-            f"K={k}: eager {eager:.3f} s/epoch, compiled {compiled:.3f} s/epoch "
+            f"K={k}: eager {row['eager_epoch_s']:.3f} s/epoch, compiled "
+            f"{row['compiled_epoch_s']:.3f} s/epoch "
             f"(ratio {row['compiled_over_eager']:.2f}; each {row['compiled_over_eager_each']}), "
             f"compilation {row['compile_overhead_s']:.1f} s, bitwise reproducible "
             f"{row['compiled_bitwise_reproducible']}, max |w_compiled - w_eager| "
