@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from sklearn_cpvae._nn import group_rows, scatter_to_groups, upcast
 
@@ -88,13 +89,85 @@ def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None, scales=(1.0,)):
     return torch.sum(present * (within - 2 * cross + total))
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """The autograd function behind :func:`reverse_gradient`."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * -ctx.weight, None
+
+
+def reverse_gradient(x, weight):
+    """``x`` unchanged forward; backward, the gradient times ``-weight`` (a gradient-reversal
+    layer, Ganin & Lempitsky 2015).
+
+    What reads ``reverse_gradient(z, weight)`` is trained by the plain gradient of its
+    loss, while everything upstream of ``z`` is trained by ``-weight`` times it: one loss
+    and one backward pass play the classifier's minimisation and the encoder's
+    maximisation of the same cross-entropy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> (3.0 * reverse_gradient(z, 0.5)).sum().backward()
+    >>> z.grad
+    tensor([-1.5000, -1.5000])
+    """
+    return _ReverseGradient.apply(x, float(weight))
+
+
+def adversary_cross_entropy(logits, populations, batch_counts):
+    """Population-balanced cross-entropy (nats) of the population classifier.
+
+    Row i of population k weighs ``1 / (K m_k)``: the mean over populations of each
+    population's mean ``-log softmax(logits_i)[k]``. On a balanced minibatch (Algorithm
+    1, ``m_k = M``) this is the plain mean, and a classifier that cannot tell the
+    populations apart scores ``log K``; on unbalanced rows (validation) the weights keep
+    that chance value, where a plain mean would reward learning the population sizes.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> logits = torch.zeros(4, 2)  # no information
+    >>> ce = adversary_cross_entropy(logits, torch.tensor([0, 0, 0, 1]), torch.tensor([3.0, 1.0]))
+    >>> math.isclose(float(ce), math.log(2), rel_tol=1e-6)
+    True
+    """
+    k = logits.shape[-1]
+    nll = F.cross_entropy(upcast(logits), populations, reduction="none")
+    return torch.sum(nll / (k * batch_counts[populations]))
+
+
+def adversary_penalty(ce, weight, n_populations):
+    """The adversary's part of the loss: value ``weight * (log K - ce)``, gradient that of ``ce``.
+
+    ``log K - ce`` is the classifier's lower bound on I(z; population) under balanced
+    sampling (``I = H(population) - H(population | z)`` with ``H(population) = log K``
+    and ``ce >= H(population | z)``), so the recorded loss charges the encoder ``weight``
+    nats per nat of population information the classifier finds in z, which eq. 1's
+    z ~ N(0, I), independent of the population, says should be none. The gradient is
+    that of ``ce`` alone because ``ce`` was computed through :func:`reverse_gradient`:
+    the classifier descends ``ce``, the encoder descends ``-weight * ce``.
+    """
+    ce_value = ce.detach()
+    return (ce - ce_value) + weight * (math.log(n_populations) - ce_value)
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """One minibatch estimate of each term; ``loss`` is what the optimiser minimises.
 
     All terms are per-data-point scales: ``recon``, ``kl_shared`` and ``kl_private`` are
     estimates of (1/N) sum over the data; ``mi`` is the last sum of eq. 4 (one average
-    per private encoder, summed over encoders), without the weight alpha.
+    per private encoder, summed over encoders), without the weight alpha. ``adversary``
+    is the population classifier's cross-entropy (:func:`adversary_cross_entropy`), None
+    without ``shared_adversary``.
     """
 
     loss: torch.Tensor
@@ -102,9 +175,10 @@ class LossTerms:
     kl_shared: torch.Tensor
     kl_private: torch.Tensor
     mi: torch.Tensor
+    adversary: torch.Tensor | None = None
 
     def as_floats(self):
-        return {k: float(v) for k, v in self.__dict__.items()}
+        return {k: float(v) for k, v in self.__dict__.items() if v is not None}
 
 
 OBJECTIVES = ("elbo_mi", "paper", "elbo")
@@ -289,6 +363,7 @@ def batch_terms(
     mi_samples=None,
     noise=None,
     private_kl_weight=1.0,
+    adversary_weight=0.0,
 ):
     """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
 
@@ -302,7 +377,9 @@ def batch_terms(
     standard normal draws of the two reparameterisations (the rows' share of a larger
     minibatch's draws, when that minibatch is split across processes); None draws them
     from ``generator``. ``private_kl_weight`` weighs the
-    own-population private KL (:func:`own_kl_weight`).
+    own-population private KL (:func:`own_kl_weight`). ``adversary_weight > 0`` adds the
+    population classifier on the shared posterior means (:func:`adversary_penalty`;
+    the module must hold one, ``CPVAEModule(shared_adversary=True)``).
     """
     n, d = x.shape
     k = module.n_populations
@@ -388,6 +465,18 @@ def batch_terms(
         # Optional invariance penalty on the shared codes (not part of eq. 4).
         mmd = mmd_rbf_groups(mu_z, populations, k)
         terms = dataclasses.replace(terms, loss=terms.loss + module.shared_invariance * mmd)
+    if adversary_weight > 0:
+        # Optional population adversary on the shared posterior means (not part of eq. 4).
+        if module.adversary is None:
+            raise ValueError(
+                f"shared_adversary={adversary_weight} needs networks built with the "
+                "population classifier; these were built with shared_adversary=0."
+            )
+        logits = module.population_logits(reverse_gradient(mu_z, adversary_weight))
+        ce = adversary_cross_entropy(logits, populations, batch_counts)
+        terms = dataclasses.replace(
+            terms, loss=terms.loss + adversary_penalty(ce, adversary_weight, k), adversary=ce
+        )
     return terms
 
 
