@@ -225,10 +225,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         returns, and learns the population of each row by minimising its cross-entropy;
         the shared encoder receives lambda times the reversed gradient of that
         cross-entropy, so it is trained to make the populations unreadable from z, as
-        eq. 1's z ~ N(0, I), independent of the population, requires. The loss holds
-        lambda times ``log K - cross-entropy``, the classifier's estimate of the nats of
-        population information in z (the balanced minibatches make ``log K`` its
-        chance value), and ``history_`` records the cross-entropy as ``"adversary"``.
+        eq. 1's z ~ N(0, I), independent of the population, requires: lambda nats per
+        nat of ``log K - cross-entropy``, the classifier's estimate of the population
+        information in z (the balanced minibatches make ``log K`` its chance value).
+        The term shapes the gradient only: the recorded loss, and with it the stopping
+        rules, stays the objective's, and ``history_`` records the cross-entropy as
+        ``"adversary"``.
         The private priors and every KL term are unchanged. 0 (no classifier) is the
         objective without it; :doc:`the quality panel </quality>` measures what it does.
         Not combinable with ``distributed`` training; :meth:`add_populations` trains no

@@ -144,19 +144,33 @@ def adversary_cross_entropy(logits, populations, batch_counts):
     return torch.sum(nll / (k * batch_counts[populations]))
 
 
-def adversary_penalty(ce, weight, n_populations):
-    """The adversary's part of the loss: value ``weight * (log K - ce)``, gradient that of ``ce``.
+def adversary_penalty(ce):
+    """The adversary's part of the loss: value 0, gradient that of ``ce``.
 
-    ``log K - ce`` is the classifier's lower bound on I(z; population) under balanced
-    sampling (``I = H(population) - H(population | z)`` with ``H(population) = log K``
-    and ``ce >= H(population | z)``), so the recorded loss charges the encoder ``weight``
-    nats per nat of population information the classifier finds in z, which eq. 1's
-    z ~ N(0, I), independent of the population, says should be none. The gradient is
-    that of ``ce`` alone because ``ce`` was computed through :func:`reverse_gradient`:
-    the classifier descends ``ce``, the encoder descends ``-weight * ce``.
+    ``ce`` was computed through :func:`reverse_gradient`, so this gradient trains the
+    classifier to descend ``ce`` and the shared encoder to descend ``-weight * ce``: it
+    charges the encoder ``weight`` nats per nat of ``log K - ce``, the classifier's lower
+    bound on I(z; population) under balanced sampling (``H(population) = log K`` and
+    ``ce >= H(population | z)``), which eq. 1's z ~ N(0, I), independent of the
+    population, says is 0.
+
+    The value is 0 so that the recorded loss, which the stopping rules and the best
+    epoch read, stays the objective's: ``weight * (log K - ce)`` is the value of a game,
+    not of a bound, and is unbounded below. An encoder that overtakes its classifier
+    pushes ``ce`` above log K (a classifier confidently wrong), which would count as an
+    improvement of the loss (measured in :doc:`the quality panel </quality>`, "The
+    population adversary").
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor(0.4, requires_grad=True)
+    >>> out = adversary_penalty(2.0 * x)
+    >>> out.backward()
+    >>> float(out.detach()), float(x.grad)
+    (0.0, 2.0)
     """
-    ce_value = ce.detach()
-    return (ce - ce_value) + weight * (math.log(n_populations) - ce_value)
+    return ce - ce.detach()
 
 
 @dataclass(frozen=True)
@@ -474,9 +488,7 @@ def batch_terms(
             )
         logits = module.population_logits(reverse_gradient(mu_z, adversary_weight))
         ce = adversary_cross_entropy(logits, populations, batch_counts)
-        terms = dataclasses.replace(
-            terms, loss=terms.loss + adversary_penalty(ce, adversary_weight, k), adversary=ce
-        )
+        terms = dataclasses.replace(terms, loss=terms.loss + adversary_penalty(ce), adversary=ce)
     return terms
 
 

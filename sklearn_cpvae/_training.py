@@ -878,7 +878,7 @@ def format_epoch(record, cfg):
     """One epoch for ``verbose >= 2``: ``loss`` and the terms it sums, all with the sign
     they have in the loss, so ``loss = nll + kl_shared + kl_private + alpha * mi``; with
     ``shared_adversary`` also the population classifier's cross-entropy ``adversary``
-    (chance: log K), of which the loss holds ``shared_adversary * (log K - adversary)``.
+    (chance: log K), which enters the loss's gradient, not its value.
 
     ``recon`` (a log-likelihood) is shown as ``nll = -recon``; terms the objective does
     not have are left out (:func:`shown_terms`), and ``val_loss`` appears only with

@@ -467,14 +467,22 @@ def test_adversary_cross_entropy_is_the_balanced_mean():
 
 
 def test_adversary_penalty_value_and_gradient():
-    """The loss records weight * (log K - ce) but back-propagates ce itself (whose
-    reversal upstream carries the weight to the encoder)."""
+    """The recorded loss is the objective's, while ce is back-propagated (its reversal
+    upstream carries the weight to the encoder)."""
     x = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
-    ce = 2.0 * x
-    out = adversary_penalty(ce, 10.0, 3)
-    assert float(out.detach()) == pytest.approx(10.0 * (math.log(3) - 0.8), rel=1e-12)
+    out = adversary_penalty(2.0 * x + 1.0)
+    assert float(out.detach()) == 0.0
     out.backward()
     assert float(x.grad) == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_adversary_leaves_the_recorded_loss_the_objective():
+    X, y = _mean_shift_data(n=30)
+    model = CPVAE(**ADV, max_iter=3, shared_adversary=10.0).fit(X, y)
+    for h in model.history_:
+        parts = -h["recon"] + h["kl_shared"] + h["kl_private"] + h["mi_weight"] * h["mi"]
+        assert h["loss"] == pytest.approx(parts, rel=1e-5)
 
 
 def _mean_shift_data(n=100, seed=0):

@@ -54,6 +54,7 @@ CONFIGS = {
     "inv100_standardised": ({"shared_invariance": 100.0}, "standardised"),
     "adv1": ({"shared_adversary": 1.0}, "median"),
     "adv10": ({"shared_adversary": 10.0}, "median"),
+    "adv100": ({"shared_adversary": 100.0}, "median"),
 }
 CASE_NAMES = ("syn_lin_K2_subspace", "syn_lin_K2_both", "syn_lin_K2_mean", "ecoli_5labs")
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)

@@ -54,6 +54,7 @@ CONFIGS = {
     # The population adversary on the shared posterior means (docs/quality.md).
     "adv1": {"shared_adversary": 1.0},
     "adv10": {"shared_adversary": 10.0},
+    "adv100": {"shared_adversary": 100.0},
 }
 
 REPO = Path(__file__).resolve().parents[2]
