@@ -6,6 +6,7 @@ the networks in :mod:`~sklearn_cpvae._module`, training in :mod:`~sklearn_cpvae.
 and inference in :mod:`~sklearn_cpvae._inference`.
 """
 
+import dataclasses
 import warnings
 from numbers import Integral, Real
 
@@ -167,8 +168,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Continue training the fitted networks (and optimiser state) for another
         ``max_iter`` epochs instead of starting afresh. Parameters that shape the
         networks (sizes, activation, likelihood, ``standardize``, ``missing``,
-        ``library_size``, ``shared_invariance``, ``no_private_populations``) must
-        then be unchanged, or ``fit`` raises a ValueError; the training parameters may change.
+        ``library_size``, ``shared_invariance``, ``no_private_populations``, and whether
+        ``shared_adversary`` is 0) must then be unchanged, or ``fit`` raises a
+        ValueError; the training parameters (the value of a nonzero ``shared_adversary``
+        among them) may change.
     standardize : bool, default=True
         For ``likelihood="gaussian"``: model each feature centred and scaled by its
         training mean and standard deviation (constant features keep scale 1), so that
@@ -214,6 +217,24 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         :meth:`predict` and :meth:`score_samples` estimate; :doc:`the quality
         panel </quality>` measures what it does. Must be 1 with ``objective="paper"``,
         which has no such term.
+    shared_adversary : float, default=0.0
+        Weight lambda of an optional population adversary on the shared code, not part
+        of the paper's objective (domain-adversarial training, as in DANN and the
+        batch classifier of the scVI family). A small classifier (one hidden layer of
+        32 units) reads the shared posterior means, the codes that :meth:`transform`
+        returns, and learns the population of each row by minimising its cross-entropy;
+        the shared encoder receives lambda times the reversed gradient of that
+        cross-entropy, so it is trained to make the populations unreadable from z, as
+        eq. 1's z ~ N(0, I), independent of the population, requires: lambda nats per
+        nat of ``log K - cross-entropy``, the classifier's estimate of the population
+        information in z (the balanced minibatches make ``log K`` its chance value).
+        The term shapes the gradient only: the recorded loss, and with it the stopping
+        rules, stays the objective's, and ``history_`` records the cross-entropy as
+        ``"adversary"``.
+        The private priors and every KL term are unchanged. 0 (no classifier) is the
+        objective without it; :doc:`the quality panel </quality>` measures what it does.
+        Not combinable with ``distributed`` training; :meth:`add_populations` trains no
+        shared network, so the classifier does not act there (see that method).
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
         row. When set, :meth:`fit` and :meth:`score` take the population from that
@@ -258,7 +279,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``random_state``, takes its share of each balanced minibatch, and ends with the
         same fitted model: that of a one-process fit up to floating-point summation
         order (see :doc:`the performance guide </performance>`). Not combinable with
-        ``mi_samples`` or ``shared_invariance > 0``.
+        ``mi_samples``, ``shared_invariance > 0`` or ``shared_adversary > 0``.
 
     Attributes
     ----------
@@ -371,6 +392,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
+        "shared_adversary": [Interval(Real, 0, None, closed="left")],
         "population_column": [None, str],
         "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
@@ -412,6 +434,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         no_private_populations=None,
         shared_invariance=0.0,
         private_kl_weight=1.0,
+        shared_adversary=0.0,
         population_column=None,
         layer=None,
         mi_samples=None,
@@ -449,6 +472,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
         self.private_kl_weight = private_kl_weight
+        self.shared_adversary = shared_adversary
         self.population_column = population_column
         self.layer = layer
         self.mi_samples = mi_samples
@@ -578,7 +602,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         shared space. Training sees only the new rows, so with one new population its MI
         term (which needs other populations' rows) is absent and it is trained with the
         ELBO of eq. 3; add several at once to keep the MI term among them. The optimiser
-        state is reset (a later ``warm_start`` fit starts Adam afresh).
+        state is reset (a later ``warm_start`` fit starts Adam afresh). With
+        ``shared_adversary``, the population classifier gets an output unit per new
+        population, started at fresh initial weights, while the old populations' units
+        and its hidden layer are kept; it is not trained here (the shared encoder it
+        acts on is frozen), only by a later ``warm_start`` fit.
 
         Parameters
         ----------
@@ -654,7 +682,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         seed_init, seed_train, seed_split, seed_val = derive_seeds(self.random_state, 9)[5:]
         device = resolve_device(self.device)
         n_new = len(new_classes)
-        sub = self._build_module(X.shape[1], np.ones(n_new), seed_init)
+        sub = self._build_module(X.shape[1], np.ones(n_new), seed_init, adversary=False)
         _copy_shared_networks(self.module_, sub)
         data, val = training_data(
             X,
@@ -673,6 +701,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             max_iter=self.max_iter if max_iter is None else int(max_iter),
             mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
         )
+        # The adversary trains the shared encoder, which stays frozen here.
+        cfg = dataclasses.replace(cfg, shared_adversary=0.0)
         outcome = fit_module(
             sub,
             data,
@@ -699,6 +729,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         merged = self._build_module(X.shape[1], gate, 0)
         _copy_shared_networks(self.module_, merged)
         _merge_private_networks(self.module_, sub, merged, order)
+        _merge_adversary(self.module_, merged, order)
         for p in merged.parameters():
             p.requires_grad_(True)
         self.module_ = merged.eval()
@@ -737,6 +768,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             precision=self.precision,
             compile=self.compile,
             private_kl_weight=float(self.private_kl_weight),
+            shared_adversary=float(self.shared_adversary),
         )
 
     def _validated_fit_data(self, X, y, populations=None):
@@ -863,10 +895,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             "shared_invariance": float(self.shared_invariance),
             "no_private_populations": [float(g) for g in gate],
             "standardize": bool(self.standardize) and lik.identity_mean,
+            "shared_adversary": float(self.shared_adversary) > 0,
         }
 
-    def _build_module(self, n_features, gate, seed):
-        """The networks for this configuration; ``fit`` and :func:`load` both build here."""
+    def _build_module(self, n_features, gate, seed, *, adversary=True):
+        """The networks for this configuration; ``fit`` and :func:`load` both build here.
+
+        ``adversary=False`` leaves out the population classifier of ``shared_adversary``
+        (the networks :meth:`add_populations` trains, whose shared encoder is frozen)."""
         return CPVAEModule(
             n_features,
             len(gate),
@@ -881,6 +917,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             private_gate=gate,
             shared_invariance=self.shared_invariance,
             standardize=self.standardize,
+            shared_adversary=adversary and float(self.shared_adversary) > 0,
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -1421,7 +1458,9 @@ def _copy_shared_networks(source, target):
     it there: the shared encoder and decoder, Psi, the NB dispersions, the library-size
     reference and the standardisation."""
     private = ("enc_private.", "dec_private.", "private_gate")
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith(private)}
+    # The population classifier has one output per population: see _merge_adversary.
+    skip = (*private, "adversary.")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith(skip)}
     missing = target.load_state_dict(state, strict=False)
     if missing.unexpected_keys:
         raise RuntimeError(f"unexpected network weights {missing.unexpected_keys}")
@@ -1442,3 +1481,22 @@ def _merge_private_networks(old, new, target, order):
                 wt.copy_(torch.cat([wa, wb], axis).index_select(axis, order))
             for ba, bb, bt in zip(a.biases, b.biases, t.biases):
                 bt.copy_(torch.cat([ba, bb], 0).index_select(0, order))
+
+
+def _merge_adversary(old, target, order):
+    """``target``'s population classifier (``shared_adversary``) is ``old``'s, with the
+    output units of the populations ``old`` knows moved to their places in ``order``;
+    the new populations' output units keep ``target``'s initial weights (no shared
+    network, hence no classifier, is trained while populations are added)."""
+    if old.adversary is None or target.adversary is None:
+        return
+    k_old = old.n_populations
+    places = torch.as_tensor(np.argsort(order, kind="stable")[:k_old])
+    with torch.no_grad():
+        a, t = old.adversary, target.adversary
+        for wa, wt in zip(a.weights[:-1], t.weights[:-1]):
+            wt.copy_(wa)
+        for ba, bt in zip(a.biases[:-1], t.biases[:-1]):
+            bt.copy_(ba)
+        t.weights[-1][..., places] = a.weights[-1]
+        t.biases[-1][..., places] = a.biases[-1]

@@ -13,6 +13,11 @@ from torch import nn
 from sklearn_cpvae._likelihoods import get_likelihood
 from sklearn_cpvae._nn import StackedMLP, gaussian_head, group_rows, scatter_to_groups
 
+# Width of the population classifier's one hidden layer (``shared_adversary``): it reads
+# n_shared posterior means and tells K populations apart, a far smaller task than the
+# encoders', so a fixed small width keeps its cost negligible beside theirs.
+ADVERSARY_HIDDEN = 32
+
 
 class CPVAEModule(nn.Module):
     """Shared and K private encoder/decoder pairs with additive aggregation g(a, b) = a + b."""
@@ -33,6 +38,7 @@ class CPVAEModule(nn.Module):
         private_gate=None,
         shared_invariance=0.0,
         standardize=False,
+        shared_adversary=False,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -76,6 +82,13 @@ class CPVAEModule(nn.Module):
         if self.standardize:
             self.register_buffer("x_loc", torch.zeros(n_features))
             self.register_buffer("x_scale", torch.ones(n_features))
+        # The population classifier on the shared posterior means (``shared_adversary``),
+        # built last so that every other network starts from the weights it has without it.
+        self.adversary = None
+        if shared_adversary:
+            self.adversary = mk(
+                1, [n_shared, ADVERSARY_HIDDEN, n_populations], activation, generator
+            )
 
     def signature(self):
         """The estimator parameters this module was built with, read off the module."""
@@ -90,6 +103,7 @@ class CPVAEModule(nn.Module):
             "shared_invariance": self.shared_invariance,
             "no_private_populations": self.private_gate.tolist(),
             "standardize": self.standardize,
+            "shared_adversary": self.adversary is not None,
         }
 
     def _standardized(self, x, inplace=False):
@@ -173,6 +187,10 @@ class CPVAEModule(nn.Module):
         """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
         h = self.encoder_input(x, standardized)
         return gaussian_head(self.enc_shared.forward_single(h))
+
+    def population_logits(self, z):
+        """The population classifier's logits on shared codes: (n, n_shared) -> (n, K)."""
+        return self.adversary.forward_single(z)
 
     def encode_private_all(self, x, standardized=False):
         """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private)."""

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from sklearn_cpvae._nn import group_rows, scatter_to_groups, upcast
 
@@ -88,13 +89,99 @@ def mmd_rbf_groups(codes, populations, n_groups, bandwidth=None, scales=(1.0,)):
     return torch.sum(present * (within - 2 * cross + total))
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """The autograd function behind :func:`reverse_gradient`."""
+
+    @staticmethod
+    def forward(ctx, x, weight):
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * -ctx.weight, None
+
+
+def reverse_gradient(x, weight):
+    """``x`` unchanged forward; backward, the gradient times ``-weight`` (a gradient-reversal
+    layer, Ganin & Lempitsky 2015).
+
+    What reads ``reverse_gradient(z, weight)`` is trained by the plain gradient of its
+    loss, while everything upstream of ``z`` is trained by ``-weight`` times it: one loss
+    and one backward pass play the classifier's minimisation and the encoder's
+    maximisation of the same cross-entropy.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = torch.tensor([1.0, 2.0], requires_grad=True)
+    >>> (3.0 * reverse_gradient(z, 0.5)).sum().backward()
+    >>> z.grad
+    tensor([-1.5000, -1.5000])
+    """
+    return _ReverseGradient.apply(x, float(weight))
+
+
+def adversary_cross_entropy(logits, populations, batch_counts):
+    """Population-balanced cross-entropy (nats) of the population classifier.
+
+    Row i of population k weighs ``1 / (K m_k)``: the mean over populations of each
+    population's mean ``-log softmax(logits_i)[k]``. On a balanced minibatch (Algorithm
+    1, ``m_k = M``) this is the plain mean, and a classifier that cannot tell the
+    populations apart scores ``log K``; on unbalanced rows (validation) the weights keep
+    that chance value, where a plain mean would reward learning the population sizes.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> logits = torch.zeros(4, 2)  # no information
+    >>> ce = adversary_cross_entropy(logits, torch.tensor([0, 0, 0, 1]), torch.tensor([3.0, 1.0]))
+    >>> math.isclose(float(ce), math.log(2), rel_tol=1e-6)
+    True
+    """
+    k = logits.shape[-1]
+    nll = F.cross_entropy(upcast(logits), populations, reduction="none")
+    return torch.sum(nll / (k * batch_counts[populations]))
+
+
+def adversary_penalty(ce):
+    """The adversary's part of the loss: value 0, gradient that of ``ce``.
+
+    ``ce`` was computed through :func:`reverse_gradient`, so this gradient trains the
+    classifier to descend ``ce`` and the shared encoder to descend ``-weight * ce``: it
+    charges the encoder ``weight`` nats per nat of ``log K - ce``, the classifier's lower
+    bound on I(z; population) under balanced sampling (``H(population) = log K`` and
+    ``ce >= H(population | z)``), which eq. 1's z ~ N(0, I), independent of the
+    population, says is 0.
+
+    The value is 0 so that the recorded loss, which the stopping rules and the best
+    epoch read, stays the objective's: ``weight * (log K - ce)`` is the value of a game,
+    not of a bound, and is unbounded below. An encoder that overtakes its classifier
+    pushes ``ce`` above log K (a classifier confidently wrong), which would count as an
+    improvement of the loss (measured in :doc:`the quality panel </quality>`, "The
+    population adversary").
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor(0.4, requires_grad=True)
+    >>> out = adversary_penalty(2.0 * x)
+    >>> out.backward()
+    >>> float(out.detach()), float(x.grad)
+    (0.0, 2.0)
+    """
+    return ce - ce.detach()
+
+
 @dataclass(frozen=True)
 class LossTerms:
     """One minibatch estimate of each term; ``loss`` is what the optimiser minimises.
 
     All terms are per-data-point scales: ``recon``, ``kl_shared`` and ``kl_private`` are
     estimates of (1/N) sum over the data; ``mi`` is the last sum of eq. 4 (one average
-    per private encoder, summed over encoders), without the weight alpha.
+    per private encoder, summed over encoders), without the weight alpha. ``adversary``
+    is the population classifier's cross-entropy (:func:`adversary_cross_entropy`), None
+    without ``shared_adversary``.
     """
 
     loss: torch.Tensor
@@ -102,9 +189,10 @@ class LossTerms:
     kl_shared: torch.Tensor
     kl_private: torch.Tensor
     mi: torch.Tensor
+    adversary: torch.Tensor | None = None
 
     def as_floats(self):
-        return {k: float(v) for k, v in self.__dict__.items()}
+        return {k: float(v) for k, v in self.__dict__.items() if v is not None}
 
 
 OBJECTIVES = ("elbo_mi", "paper", "elbo")
@@ -289,6 +377,7 @@ def batch_terms(
     mi_samples=None,
     noise=None,
     private_kl_weight=1.0,
+    adversary_weight=0.0,
 ):
     """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
 
@@ -302,7 +391,9 @@ def batch_terms(
     standard normal draws of the two reparameterisations (the rows' share of a larger
     minibatch's draws, when that minibatch is split across processes); None draws them
     from ``generator``. ``private_kl_weight`` weighs the
-    own-population private KL (:func:`own_kl_weight`).
+    own-population private KL (:func:`own_kl_weight`). ``adversary_weight > 0`` adds the
+    population classifier on the shared posterior means (:func:`adversary_penalty`;
+    the module must hold one, ``CPVAEModule(shared_adversary=True)``).
     """
     n, d = x.shape
     k = module.n_populations
@@ -388,6 +479,16 @@ def batch_terms(
         # Optional invariance penalty on the shared codes (not part of eq. 4).
         mmd = mmd_rbf_groups(mu_z, populations, k)
         terms = dataclasses.replace(terms, loss=terms.loss + module.shared_invariance * mmd)
+    if adversary_weight > 0:
+        # Optional population adversary on the shared posterior means (not part of eq. 4).
+        if module.adversary is None:
+            raise ValueError(
+                f"shared_adversary={adversary_weight} needs networks built with the "
+                "population classifier; these were built with shared_adversary=0."
+            )
+        logits = module.population_logits(reverse_gradient(mu_z, adversary_weight))
+        ce = adversary_cross_entropy(logits, populations, batch_counts)
+        terms = dataclasses.replace(terms, loss=terms.loss + adversary_penalty(ce), adversary=ce)
     return terms
 
 

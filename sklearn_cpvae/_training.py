@@ -78,6 +78,8 @@ class TrainConfig:
     precision: str = "float32"
     compile: bool = False
     private_kl_weight: float = 1.0
+    # Weight of the population adversary on the shared codes (0: none).
+    shared_adversary: float = 0.0
     # Names of the step's terms recorded each epoch (the first one is minimised).
     terms: tuple = TERMS
     # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
@@ -154,6 +156,7 @@ def cpvae_step(module, cfg, generator, shard=None):
             mi_samples=cfg.mi_samples,
             noise=noise,
             private_kl_weight=cfg.private_kl_weight,
+            adversary_weight=cfg.shared_adversary,
         )
 
     return step
@@ -304,6 +307,13 @@ def distributed_shard(distributed, cfg, device, has_invariance):
             f"({world} processes): its MMD penalty is not a sum over rows. Set "
             "shared_invariance=0, or distributed=False."
         )
+    if cfg.shared_adversary > 0:
+        raise ValueError(
+            f"shared_adversary={cfg.shared_adversary} cannot be combined with distributed "
+            f"training ({world} processes): its classifier's data-parallel training has "
+            "not been verified against a one-process fit. Set shared_adversary=0, or "
+            "distributed=False."
+        )
     if cfg.batch_size < world:
         raise ValueError(
             f"batch_size={cfg.batch_size} is smaller than the {world} processes of the "
@@ -363,6 +373,7 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
                 mi_weight=mi_weight,
                 generator=gen,
                 private_kl_weight=cfg.private_kl_weight,
+                adversary_weight=cfg.shared_adversary,
             )
             sums += _stack(terms)
     module.train(was_training)
@@ -629,14 +640,15 @@ def shown_terms(cfg):
     has no KL on a row's own private code), no ``mi`` (nor alpha) for ``"elbo"``.
     """
     names = cfg.terms
-    if names != TERMS:
+    if names[: len(TERMS)] != TERMS:
         return names
     keep = ["loss", "recon", "kl_shared"]
     if has_own_kl(cfg.objective):
         keep.append("kl_private")
     if has_mi(cfg.objective):
         keep.append("mi")
-    return tuple(keep)
+    # Terms beyond the objective's own (the population adversary's cross-entropy).
+    return (*keep, *names[len(TERMS) :])
 
 
 class Progress:
@@ -812,6 +824,9 @@ def fit_module(
         if shard is not None and shard.rank != 0:
             # One log for the fit: process 0's (the others record the same history).
             cfg = dataclasses.replace(cfg, verbose=0)
+        if cfg.shared_adversary > 0:
+            # The classifier's cross-entropy is recorded (and guarded) as its own term.
+            cfg = dataclasses.replace(cfg, terms=(*cfg.terms, "adversary"))
     module = module.to(device)
     optimizer = make_optimizer(module, learning_rate, device)
     if optimizer_state is not None:
@@ -861,7 +876,9 @@ def _autocast(precision, device):
 
 def format_epoch(record, cfg):
     """One epoch for ``verbose >= 2``: ``loss`` and the terms it sums, all with the sign
-    they have in the loss, so ``loss = nll + kl_shared + kl_private + alpha * mi``.
+    they have in the loss, so ``loss = nll + kl_shared + kl_private + alpha * mi``; with
+    ``shared_adversary`` also the population classifier's cross-entropy ``adversary``
+    (chance: log K), which enters the loss's gradient, not its value.
 
     ``recon`` (a log-likelihood) is shown as ``nll = -recon``; terms the objective does
     not have are left out (:func:`shown_terms`), and ``val_loss`` appears only with

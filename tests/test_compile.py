@@ -69,3 +69,15 @@ def test_missing_compiler_raises_the_named_error(populations_data, monkeypatch):
             _fit(X, y, compile=True)
     finally:
         torch._dynamo.reset()
+
+
+@pytest.mark.slow
+def test_compiled_fit_with_the_population_adversary(populations_data):
+    """The gradient-reversal function compiles with the rest of the objective."""
+    X, y, _, _ = populations_data
+    eager = _fit(X, y, shared_adversary=1.0)
+    compiled = _fit(X, y, shared_adversary=1.0, compile=True)
+    assert [h["adversary"] for h in compiled.history_] == pytest.approx(
+        [h["adversary"] for h in eager.history_], rel=1e-4
+    )
+    np.testing.assert_allclose(compiled.loss_curve_, eager.loss_curve_, rtol=1e-4)

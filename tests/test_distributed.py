@@ -58,6 +58,7 @@ def _worker(rank, world, port, queue):
         bad = [
             (dict(mi_samples=4), X, y),
             (dict(shared_invariance=1.0), X, y),
+            (dict(shared_adversary=1.0), X, y),
             ({}, X[: len(X) - rank], y[: len(X) - rank]),  # rank 1 drops a row
         ]
         for params, Xb, yb in bad:
@@ -127,10 +128,11 @@ def test_two_processes_match_one(one_and_two):
 def test_distributed_refusals_name_the_option(one_and_two):
     """What cannot be sharded exactly, or different data per process, is an error."""
     errors = one_and_two[2][0]["errors"]
-    assert len(errors) == 3
+    assert len(errors) == 4
     assert "mi_samples=4" in errors[0] and "distributed" in errors[0]
     assert "shared_invariance" in errors[1]
-    assert "same X" in errors[2]
+    assert "shared_adversary=1.0" in errors[2] and "distributed=False" in errors[2]
+    assert "same X" in errors[3]
     # Every process raises, so none waits for the others forever.
     assert one_and_two[2][1]["errors"] == errors
 

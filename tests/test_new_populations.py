@@ -136,3 +136,28 @@ def test_add_populations_trains_under_the_fitted_objective_options(monkeypatch):
         model.add_populations(X[new], y[new], max_iter=2)
     assert [c.private_kl_weight for c in seen] == [0.5]
     assert seen[0].objective == "elbo" and seen[0].max_iter == 2
+
+
+def test_add_populations_keeps_the_adversary_of_the_old_populations():
+    """The population classifier gets one output unit per population: the old ones keep
+    theirs (moved to their sorted places), the new one starts fresh, and the frozen
+    shared encoder means no adversary is trained while adding."""
+    X, y = _three_studies()
+    old, new = y != "b", y == "b"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = CPVAE(**{**CFG, "max_iter": 2}, shared_adversary=1.0).fit(X[old], y[old])
+        before = {k: v.clone() for k, v in model.module_.adversary.state_dict().items()}
+        model.add_populations(X[new], y[new], max_iter=2)
+    after = model.module_.adversary.state_dict()
+    assert after["weights.1"].shape[-1] == 3 and after["biases.1"].shape[-1] == 3
+    for name in ("weights.0", "biases.0"):
+        assert torch.equal(after[name], before[name])
+    # Fitted on ["a", "c"]; after the addition "c" is the third population.
+    for name in ("weights.1", "biases.1"):
+        assert torch.equal(after[name][..., [0, 2]], before[name])
+    # A warm start trains on with the classifier of all three populations.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.set_params(warm_start=True, max_iter=1).fit(X, y)
+    assert "adversary" in model.history_[-1]

@@ -1,5 +1,6 @@
 """The objective (``sklearn_cpvae._objective``): eq. 1-10 against brute-force versions on
-tiny data, the sub-sampled MI term, the balanced layout, and the MMD invariance penalty."""
+tiny data, the sub-sampled MI term, the balanced layout, the MMD invariance penalty and the
+population adversary."""
 
 import itertools
 import math
@@ -14,6 +15,8 @@ from sklearn_cpvae import CPVAE
 from sklearn_cpvae._likelihoods import log_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._objective import (
+    adversary_cross_entropy,
+    adversary_penalty,
     batch_terms,
     cpvae_terms,
     draw_off_population,
@@ -24,6 +27,7 @@ from sklearn_cpvae._objective import (
     mi_weight_schedule,
     mi_weights,
     mmd_rbf_groups,
+    reverse_gradient,
 )
 from sklearn_cpvae.diagnostics import linear_probe
 
@@ -285,7 +289,8 @@ def test_balanced_layout_matches_general_path(objective):
             balanced=balanced,
         )
         grads = torch.autograd.grad(terms.loss, list(mod.parameters()), allow_unused=True)
-        results.append(({n: float(v.detach()) for n, v in terms.__dict__.items()}, grads))
+        values = {n: float(v.detach()) for n, v in terms.__dict__.items() if v is not None}
+        results.append((values, grads))
     (f1, g1), (f2, g2) = results
     assert f1 == pytest.approx(f2, rel=1e-12)
     for a, b in zip(g1, g2, strict=True):
@@ -418,3 +423,142 @@ def test_private_kl_weight_refused_where_there_is_no_own_kl():
         CPVAE(objective="paper", private_kl_weight=0.5, **CONFIGS["bad_input"]).fit(X, y)
     with pytest.raises(ValueError, match="private_kl_weight"):
         CPVAE(private_kl_weight=0.0, **CONFIGS["bad_input"]).fit(X, y)
+
+
+def _finite_difference(f, x, h=1e-6):
+    """Central differences of the scalar ``f`` at every entry of ``x`` (float64)."""
+    grad = torch.zeros_like(x)
+    for i in range(x.numel()):
+        e = torch.zeros_like(x).view(-1)
+        e[i] = h
+        e = e.view_as(x)
+        grad.view(-1)[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("weight", [0.5, 3.0])
+def test_reversal_gives_the_classifier_the_gradient_and_the_encoder_minus_weight_times_it(
+    weight,
+):
+    g = torch.Generator().manual_seed(0)
+    z0 = torch.randn(5, 2, generator=g, dtype=torch.float64)
+    w0 = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    pops = torch.tensor([0, 1, 2, 2, 0])
+    counts = torch.bincount(pops, minlength=3).to(torch.float64)
+
+    def ce(z, w):
+        return adversary_cross_entropy(z @ w, pops, counts)
+
+    z, w = z0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
+    ce(reverse_gradient(z, weight), w).backward()
+    dz = _finite_difference(lambda v: ce(v, w0), z0)
+    dw = _finite_difference(lambda v: ce(z0, v), w0)
+    torch.testing.assert_close(w.grad, dw, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(z.grad, -weight * dz, rtol=1e-6, atol=1e-8)
+
+
+def test_adversary_cross_entropy_is_the_balanced_mean():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, -0.5]], dtype=torch.float64)
+    pops = torch.tensor([0, 0, 0, 1])
+    nll = -torch.log_softmax(logits, 1)[torch.arange(4), pops]
+    expected = 0.5 * (nll[:3].mean() + nll[3])
+    got = adversary_cross_entropy(logits, pops, torch.tensor([3.0, 1.0], dtype=torch.float64))
+    assert float(got) == pytest.approx(float(expected), rel=1e-12)
+
+
+def test_adversary_penalty_value_and_gradient():
+    """The recorded loss is the objective's, while ce is back-propagated (its reversal
+    upstream carries the weight to the encoder)."""
+    x = torch.tensor(0.4, dtype=torch.float64, requires_grad=True)
+    out = adversary_penalty(2.0 * x + 1.0)
+    assert float(out.detach()) == 0.0
+    out.backward()
+    assert float(x.grad) == pytest.approx(2.0)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_adversary_leaves_the_recorded_loss_the_objective():
+    X, y = _mean_shift_data(n=30)
+    model = CPVAE(**ADV, max_iter=3, shared_adversary=10.0).fit(X, y)
+    for h in model.history_:
+        parts = -h["recon"] + h["kl_shared"] + h["kl_private"] + h["mi_weight"] * h["mi"]
+        assert h["loss"] == pytest.approx(parts, rel=1e-5)
+
+
+def _mean_shift_data(n=100, seed=0):
+    """One shared factor whose mean is +1 in population "a" and -1 in "b": the shared
+    code of the likelihood model carries the population unless something charges it."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(["a", "b"], n)
+    factor = rng.normal(size=(2 * n, 1)) + np.where(y == "a", 1.0, -1.0)[:, None]
+    X = rng.normal(scale=0.3, size=(2 * n, 6)) + factor @ (2 * rng.normal(size=(1, 6)))
+    return X, y
+
+
+ADV = dict(
+    n_shared=2,
+    n_private=1,
+    hidden_layer_sizes=(16,),
+    batch_size=32,
+    n_importance_samples=4,
+    device="cpu",
+    random_state=0,
+)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_shared_adversary_drives_the_classifier_towards_chance():
+    """A classifier that barely pushes back (weight 1e-3) learns the population from the
+    shared means; at weight 10 the encoder hides it and the cross-entropy stays near log 2."""
+    X, y = _mean_shift_data()
+    last = {}
+    for weight in (1e-3, 10.0):
+        model = CPVAE(**ADV, max_iter=40, shared_adversary=weight).fit(X, y)
+        last[weight] = np.mean([h["adversary"] for h in model.history_[-5:]])
+    assert last[1e-3] < math.log(2) - 0.2
+    assert abs(last[10.0] - math.log(2)) < abs(last[1e-3] - math.log(2)) - 0.15
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_shared_adversary_zero_is_the_fit_without_it():
+    X, y = _mean_shift_data(n=30)
+    plain = CPVAE(**ADV, max_iter=3).fit(X, y)
+    zero = CPVAE(**ADV, max_iter=3, shared_adversary=0.0).fit(X, y)
+    assert zero.module_.adversary is None and "adversary" not in zero.history_[0]
+    assert plain.loss_curve_ == zero.loss_curve_
+    for a, b in zip(plain.module_.state_dict().values(), zero.module_.state_dict().values()):
+        assert torch.equal(a, b)
+    # The classifier is built after every other network, which starts where it does without it.
+    on = CPVAE(**ADV, shared_adversary=1.0)._build_module(6, np.ones(2), 0)
+    off = CPVAE(**ADV)._build_module(6, np.ones(2), 0)
+    for name, value in off.state_dict().items():
+        assert torch.equal(value, on.state_dict()[name]), name
+    assert sorted(set(on.state_dict()) - set(off.state_dict())) == [
+        "adversary.biases.0",
+        "adversary.biases.1",
+        "adversary.weights.0",
+        "adversary.weights.1",
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize(
+    "params",
+    [{"objective": "elbo_mi"}, {"objective": "paper"}, {"objective": "elbo"}, {"mi_samples": 8}],
+    ids=["elbo_mi", "paper", "elbo", "mi_samples"],
+)
+def test_shared_adversary_composes_with_every_objective(params):
+    X, y = _mean_shift_data(n=30)
+    model = CPVAE(**ADV, max_iter=2, shared_adversary=1.0, **params).fit(X, y)
+    assert all(math.isfinite(h["adversary"]) for h in model.history_)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.module_.parameters())
+    # The classifier was trained: its weights moved from their initial values.
+    seed = model.fit_info_["seeds"]["init"]
+    start = model._build_module(6, np.ones(2), seed).adversary
+    assert not torch.equal(start.weights[0], model.module_.adversary.weights[0])
+
+
+def test_shared_adversary_is_validated():
+    X, y = _mean_shift_data(n=10)
+    with pytest.raises(ValueError, match="shared_adversary"):
+        CPVAE(**CONFIGS["bad_input"], shared_adversary=-1.0).fit(X, y)

@@ -321,8 +321,16 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         {"missing": "mask"},
         {"no_private_populations": ["b"]},
         {"private_kl_weight": 0.5},
+        {"shared_adversary": 1.0},
     ],
-    ids=["nb-library", "poisson-invariance", "mask", "no-private", "private-kl-weight"],
+    ids=[
+        "nb-library",
+        "poisson-invariance",
+        "mask",
+        "no-private",
+        "private-kl-weight",
+        "shared-adversary",
+    ],
 )
 def test_round_trip_keeps_every_model_option(options, tmp_path):
     """Options that change the networks (masking, library size, private gates) survive."""
@@ -342,3 +350,9 @@ def test_round_trip_keeps_every_model_option(options, tmp_path):
     np.testing.assert_array_equal(
         loaded.transform(X, populations=y), model.transform(X, populations=y)
     )
+    # Every network comes back, those that only training reads (the population
+    # classifier of shared_adversary) included.
+    saved_state, loaded_state = model.module_.state_dict(), loaded.module_.state_dict()
+    assert saved_state.keys() == loaded_state.keys()
+    for name, value in saved_state.items():
+        assert torch.equal(value, loaded_state[name]), name

@@ -140,6 +140,18 @@ def test_summary_after_divergence_and_interrupt(capsys, monkeypatch):
     assert "fit: 0 epochs" in out and "stopped by interrupt (KeyboardInterrupt)" in out
 
 
+def test_verbose_2_prints_the_adversary_cross_entropy(capsys):
+    model, out, _ = _fit(capsys, verbose=2, shared_adversary=1.0)
+    lines = out.splitlines()
+    for line, record in zip(lines[:3], model.history_):
+        values = _values(line)
+        assert values["adversary"] == pytest.approx(record["adversary"], rel=1e-3)
+        # The cross-entropy shapes the gradient, not the loss's value.
+        total = values["nll"] + values["kl_shared"] + values["kl_private"]
+        total += values["alpha"] * values["mi"]
+        assert total == pytest.approx(values["loss"], rel=2e-3, abs=2e-3)
+
+
 def test_vae_baseline_prints_its_own_terms(capsys):
     X, _ = _data()
     with warnings.catch_warnings():

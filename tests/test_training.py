@@ -147,6 +147,29 @@ def test_explosion_rule():
         _training._check_diverged({**ok, "kl_private": big, "loss": big}, 0, 2.0)
 
 
+def test_divergence_names_the_adversary_term():
+    ok = {**dict.fromkeys(_training.TERMS, 1.0), "adversary": 0.7}
+    names = (*_training.TERMS, "adversary")
+    _training._check_diverged(ok, 0, 2.0, names=names)
+    with pytest.raises(TrainingDivergedError, match="'adversary' term .* became nan") as info:
+        _training._check_diverged(
+            {**ok, "adversary": math.nan, "loss": math.nan}, 2, 2.0, names=names
+        )
+    assert (info.value.term, info.value.epoch) == ("adversary", 3)
+
+
+def test_warm_start_may_change_a_nonzero_adversary_weight(populations_data):
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 1}, warm_start=True, shared_adversary=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X, y)
+        model.set_params(shared_adversary=10.0).fit(X, y)
+        with pytest.raises(ValueError, match="configuration changed.*shared_adversary"):
+            model.set_params(shared_adversary=0.0).fit(X, y)
+    assert model.n_iter_ == 2 and all("adversary" in h for h in model.history_)
+
+
 def test_jump_rule():
     ok = dict.fromkeys(_training.TERMS, 1.0)
     bound = _training.JUMP_FACTOR * 2.0
@@ -313,6 +336,7 @@ def test_warm_start_continues(populations_data):
         {"likelihood": "bernoulli"},
         {"missing": "mask"},
         {"shared_invariance": 1.0},
+        {"shared_adversary": 1.0},
         {"no_private_populations": ["pop0"]},
         {"standardize": False},
         {"n_shared": 3},

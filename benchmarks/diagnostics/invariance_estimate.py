@@ -52,6 +52,9 @@ CONFIGS = {
     "inv10_multiscale": ({"shared_invariance": 10.0}, "multiscale"),
     "inv10_standardised": ({"shared_invariance": 10.0}, "standardised"),
     "inv100_standardised": ({"shared_invariance": 100.0}, "standardised"),
+    "adv1": ({"shared_adversary": 1.0}, "median"),
+    "adv10": ({"shared_adversary": 10.0}, "median"),
+    "adv100": ({"shared_adversary": 100.0}, "median"),
 }
 CASE_NAMES = ("syn_lin_K2_subspace", "syn_lin_K2_both", "syn_lin_K2_mean", "ecoli_5labs")
 SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
@@ -174,7 +177,7 @@ def run(case_name, params, estimate, seed):
         "fit_epochs": int(model.n_iter_),
         **probes(mu, lv, y[te], seed),
         "last_epoch_terms": {
-            t: last.get(t) for t in ("loss", "recon", "kl_shared", "kl_private", "mi")
+            t: last.get(t) for t in ("loss", "recon", "kl_shared", "kl_private", "mi", "adversary")
         },
         "predict_acc": float(np.mean(model.predict(X[te]) == y_raw[te])),
     }

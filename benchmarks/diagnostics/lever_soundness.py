@@ -30,6 +30,9 @@ LEVERS = {
     "pkl0.2": {"private_kl_weight": 0.2},
     "inv10": {"shared_invariance": 10.0},
     "a3": {"mi_weight": 3.0},
+    "adv1": {"shared_adversary": 1.0},
+    "adv10": {"shared_adversary": 10.0},
+    "adv100": {"shared_adversary": 100.0},
 }
 EPOCHS = (10, 100, 1000)
 

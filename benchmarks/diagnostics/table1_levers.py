@@ -10,7 +10,10 @@ of each row's own encoder, ``mi`` = the last sum of eq. 4 (other populations' en
 the row), ``recon`` = E_q log p(x | z, t) (one sample; in the model's units, so it
 compares across configurations with the same ``standardize`` only); and ``mmd2_test``,
 the populations' MMD^2 on the held-out shared posterior means with the median and the
-multi-scale kernel (:func:`shared_mmd`).
+multi-scale kernel (:func:`shared_mmd`); ``probe_test``, the population leakage: the
+cross-validated balanced accuracy of a linear probe of the population on the held-out
+shared posterior means (:func:`~sklearn_cpvae.diagnostics.linear_probe`, chance 0.5),
+from every unit and from the active ones (:func:`shared_probe`).
 
 ``--cross`` also scores every fitted model under the ``elbo_mi`` and ``paper`` objectives
 (``loss_elbo_mi`` / ``loss_paper``): whether a solution the optimiser did not reach is
@@ -25,6 +28,7 @@ import json
 import time
 import warnings
 
+import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
@@ -32,6 +36,7 @@ from benchmarks import _common as C
 from benchmarks.paper import table1_subgroups as T1
 from sklearn_cpvae import CPVAE
 from sklearn_cpvae._objective import batch_terms, mmd_rbf_groups
+from sklearn_cpvae.diagnostics import linear_probe
 
 # Lever name -> (objective of the alpha = 1 variant, extra CPVAE keyword arguments).
 LEVERS = {
@@ -46,6 +51,9 @@ LEVERS = {
     "pkl0.5": ("elbo_mi", {"private_kl_weight": 0.5}),
     "pkl0.2": ("elbo_mi", {"private_kl_weight": 0.2}),
     "pkl0.1": ("elbo_mi", {"private_kl_weight": 0.1}),
+    "elbo_mi_adv1": ("elbo_mi", {"shared_adversary": 1.0}),
+    "elbo_mi_adv10": ("elbo_mi", {"shared_adversary": 10.0}),
+    "elbo_mi_adv100": ("elbo_mi", {"shared_adversary": 100.0}),
 }
 
 
@@ -122,7 +130,22 @@ def fit_one(name, cfg, seed, train, test, cross):
     if cross:
         rec["loss_paper"] = model_terms(model, test[0], test[1], "paper")["loss"]
     rec["mmd2_test"] = shared_mmd(model, test[0], test[1])
+    rec["probe_test"] = shared_probe(model, test[0], test[1])
     return rec
+
+
+def shared_probe(model, X, pops, active=0.01):
+    """Linear-probe balanced accuracy of the population from the shared posterior means
+    on (X, pops): from every unit, and from the active units (variance of the means
+    above ``active``, the panel's threshold; None when there is none)."""
+    mu = model.get_latent_representation(X)
+    units = mu.var(0) > active
+    return {
+        "all": linear_probe(mu, pops),
+        "active": linear_probe(mu[:, units], pops) if units.any() else None,
+        "n_active": int(units.sum()),
+        "chance": 1.0 / len(np.unique(pops)),
+    }
 
 
 def shared_mmd(model, X, pops, seed=0):
@@ -182,6 +205,11 @@ def main():
             line += " | MMD2 z (median, multiscale; permuted) " + " ".join(
                 f"{v:.4f}" for v in rec["mmd2_test"].values()
             )
+            probe = rec["probe_test"]
+            active = "-" if probe["active"] is None else f"{probe['active']:.3f}"
+            line += f" | probe z all {probe['all']:.3f} active {active}"
+            if "adversary" in rec["history_last"]:
+                line += f" | adversary CE {rec['history_last']['adversary']:.3f}"
             print(line, flush=True)
     wall = time.perf_counter() - t0
     print(f"wall time {wall:.0f}s")

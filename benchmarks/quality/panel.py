@@ -51,6 +51,10 @@ CONFIGS = {
     # the price of a shared one; the MMD invariance penalty on the shared codes.
     "pkl0.5": {"private_kl_weight": 0.5},
     "inv10": {"shared_invariance": 10.0},
+    # The population adversary on the shared posterior means (docs/quality.md).
+    "adv1": {"shared_adversary": 1.0},
+    "adv10": {"shared_adversary": 10.0},
+    "adv100": {"shared_adversary": 100.0},
 }
 
 REPO = Path(__file__).resolve().parents[2]
