@@ -6,7 +6,6 @@ the networks in :mod:`~sklearn_cpvae._module`, training in :mod:`~sklearn_cpvae.
 and inference in :mod:`~sklearn_cpvae._inference`.
 """
 
-import dataclasses
 import warnings
 from numbers import Integral, Real
 
@@ -25,6 +24,7 @@ from sklearn_cpvae._cv import check_known_populations
 from sklearn_cpvae._data import on_disk
 from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
+from sklearn_cpvae._new_populations import add_populations
 from sklearn_cpvae._nn import ACTIVATIONS
 from sklearn_cpvae._sklearn_compat import (
     Hidden,
@@ -636,118 +636,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         >>> model.add_populations(X[40:], np.repeat("c", 20), max_iter=2).classes_
         array(['a', 'b', 'c'], dtype='<U1')
         """
-        check_is_fitted(self)
-        if max_iter is not None and (
-            not isinstance(max_iter, Integral) or isinstance(max_iter, bool) or max_iter < 1
-        ):
-            raise ValueError(f"max_iter must be a positive integer or None; got {max_iter!r}.")
-        X, column = check_fitted_X(self, X, return_column=True)
-        if populations is None:
-            populations = column
-        if populations is None:
-            raise ValueError(
-                "add_populations needs the population of each new row: pass populations=, "
-                "or X holding population_column."
-            )
-        labels = np.asarray(populations)
-        if labels.ndim != 1 or len(labels) != X.shape[0]:
-            raise ValueError(
-                f"populations must be 1-D with one label per row ({X.shape[0]}); got shape "
-                f"{labels.shape}."
-            )
-        check_classification_targets(labels)
-        new_classes, new_idx = np.unique(labels, return_inverse=True)
-        known = new_classes[np.isin(new_classes, self.classes_)].tolist()
-        if known:
-            raise ValueError(
-                f"add_populations got rows of population(s) {known} that the model was "
-                "already fitted on; pass the rows of new populations only (refit, or "
-                "warm_start, to train on more rows of known ones)."
-            )
-        counts = np.bincount(new_idx, minlength=len(new_classes))
-        if np.any(counts < 2):
-            raise ValueError(
-                f"every new population needs at least 2 rows; population(s) "
-                f"{new_classes[counts < 2].tolist()} have 1."
-            )
-        if self.priors is not None and not isinstance(self.priors, str):
-            raise ValueError(
-                f"priors gives {len(self.priors)} values for the fitted populations; set "
-                "priors to None, 'uniform' or one value per population after the addition "
-                "(set_params) before add_populations."
-            )
-        check_float32_range(X)
-        get_likelihood(self.likelihood).check_support(X)
-        warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts)
-        seed_init, seed_train, seed_split, seed_val = derive_seeds(self.random_state, 9)[5:]
-        device = resolve_device(self.device)
-        n_new = len(new_classes)
-        sub = self._build_module(X.shape[1], np.ones(n_new), seed_init, adversary=False)
-        _copy_shared_networks(self.module_, sub)
-        data, val = training_data(
-            X,
-            new_idx,
-            n_new,
-            device,
-            validation_fraction=self.validation_fraction if self.early_stopping else None,
-            seed=seed_split,
-        )
-        # One new population has no other rows for its MI term: train it with eq. 3,
-        # which is "elbo_mi" without that term (for "paper", the own KL then keeps the
-        # lone private code from drifting, which nothing else would).
-        objective = self._objective() if n_new > 1 else "elbo"
-        cfg = self._train_config(
-            objective,
-            max_iter=self.max_iter if max_iter is None else int(max_iter),
-            mi_anneal_epochs=self.mi_anneal_epochs if objective != "elbo" else 0,
-        )
-        # The adversary trains the shared encoder, which stays frozen here.
-        cfg = dataclasses.replace(cfg, shared_adversary=0.0)
-        outcome = fit_module(
-            sub,
-            data,
-            cfg,
-            device=device,
-            learning_rate=self.learning_rate_init,
-            seed=seed_train,
-            val=val,
-            val_seed=seed_val,
-        )
-        if outcome.diverged is not None:
-            # The fitted model is untouched: nothing was merged yet.
-            raise outcome.diverged
-        mu, var = _inference.encode(
-            sub, self.device, X, new_idx, has_private=np.ones(n_new, bool), private_var=True
-        )
-        new_mean = np.stack([mu[new_idx == j].mean(0) for j in range(n_new)])
-        new_var = np.stack(
-            [mu[new_idx == j].var(0) + var[new_idx == j].mean(0) for j in range(n_new)]
-        )
-        classes = np.concatenate([self.classes_, new_classes])
-        order = np.argsort(classes, kind="stable")
-        gate = np.concatenate([self.has_private_.astype(float), np.ones(n_new)])[order]
-        merged = self._build_module(X.shape[1], gate, 0)
-        _copy_shared_networks(self.module_, merged)
-        _merge_private_networks(self.module_, sub, merged, order)
-        _merge_adversary(self.module_, merged, order)
-        for p in merged.parameters():
-            p.requires_grad_(True)
-        self.module_ = merged.eval()
-        self.classes_ = classes[order]
-        self.population_counts_ = np.concatenate([self.population_counts_, counts])[order]
-        self.has_private_ = gate.astype(bool)
-        self.priors_ = resolve_priors(self.priors, self.population_counts_)
-        self.private_code_mean_ = np.concatenate([self.private_code_mean_, new_mean])[order]
-        self.private_code_var_ = np.concatenate([self.private_code_var_, new_var])[order]
-        self._optimizer_state = None
-        if not outcome.result.converged and not self.early_stopping:
-            warnings.warn(
-                f"add_populations stopped after {cfg.max_iter} epochs without converging; "
-                "increase max_iter.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        return self
+        return add_populations(self, X, populations, max_iter=max_iter)
 
     def _train_config(self, objective, *, max_iter, mi_anneal_epochs=None):
         """The :class:`~sklearn_cpvae._training.TrainConfig` of this estimator's parameters."""
@@ -1451,52 +1340,3 @@ def _start_networks(est, X, gate, seed):
             module.log_psi.fill_(log_psi)
         module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
     return module, library_ref
-
-
-def _copy_shared_networks(source, target):
-    """Copy everything but the private networks from ``source`` into ``target`` and freeze
-    it there: the shared encoder and decoder, Psi, the NB dispersions, the library-size
-    reference and the standardisation."""
-    private = ("enc_private.", "dec_private.", "private_gate")
-    # The population classifier has one output per population: see _merge_adversary.
-    skip = (*private, "adversary.")
-    state = {k: v for k, v in source.state_dict().items() if not k.startswith(skip)}
-    missing = target.load_state_dict(state, strict=False)
-    if missing.unexpected_keys:
-        raise RuntimeError(f"unexpected network weights {missing.unexpected_keys}")
-    for name, p in target.named_parameters():
-        p.requires_grad_(name.startswith(private))
-
-
-def _merge_private_networks(old, new, target, order):
-    """``target``'s private networks are ``old``'s K slices then ``new``'s M slices,
-    reordered by ``order`` (stacked weights: the first layer stacks networks on axis 1,
-    the others and every bias on axis 0, see :class:`~sklearn_cpvae._nn.StackedMLP`)."""
-    order = torch.as_tensor(order)
-    with torch.no_grad():
-        for name in ("enc_private", "dec_private"):
-            a, b, t = getattr(old, name), getattr(new, name), getattr(target, name)
-            for i, (wa, wb, wt) in enumerate(zip(a.weights, b.weights, t.weights)):
-                axis = 1 if i == 0 else 0
-                wt.copy_(torch.cat([wa, wb], axis).index_select(axis, order))
-            for ba, bb, bt in zip(a.biases, b.biases, t.biases):
-                bt.copy_(torch.cat([ba, bb], 0).index_select(0, order))
-
-
-def _merge_adversary(old, target, order):
-    """``target``'s population classifier (``shared_adversary``) is ``old``'s, with the
-    output units of the populations ``old`` knows moved to their places in ``order``;
-    the new populations' output units keep ``target``'s initial weights (no shared
-    network, hence no classifier, is trained while populations are added)."""
-    if old.adversary is None or target.adversary is None:
-        return
-    k_old = old.n_populations
-    places = torch.as_tensor(np.argsort(order, kind="stable")[:k_old])
-    with torch.no_grad():
-        a, t = old.adversary, target.adversary
-        for wa, wt in zip(a.weights[:-1], t.weights[:-1]):
-            wt.copy_(wa)
-        for ba, bt in zip(a.biases[:-1], t.biases[:-1]):
-            bt.copy_(ba)
-        t.weights[-1][..., places] = a.weights[-1]
-        t.biases[-1][..., places] = a.biases[-1]

@@ -118,7 +118,7 @@ def test_add_populations_refusals(before_after):
 def test_add_populations_trains_under_the_fitted_objective_options(monkeypatch):
     # The new private networks get the same training options as fit (private_kl_weight,
     # precision, ...), not the defaults of the training configuration.
-    from sklearn_cpvae import _estimator
+    from sklearn_cpvae import _new_populations
 
     X, y = _three_studies()
     old, new = y != "b", y == "b"
@@ -126,13 +126,13 @@ def test_add_populations_trains_under_the_fitted_objective_options(monkeypatch):
         warnings.simplefilter("ignore")
         model = CPVAE(**{**CFG, "max_iter": 2}, private_kl_weight=0.5).fit(X[old], y[old])
         seen = []
-        real = _estimator.fit_module
+        real = _new_populations.fit_module
 
         def spy(module, data, cfg, **kwargs):
             seen.append(cfg)
             return real(module, data, cfg, **kwargs)
 
-        monkeypatch.setattr(_estimator, "fit_module", spy)
+        monkeypatch.setattr(_new_populations, "fit_module", spy)
         model.add_populations(X[new], y[new], max_iter=2)
     assert [c.private_kl_weight for c in seen] == [0.5]
     assert seen[0].objective == "elbo" and seen[0].max_iter == 2
