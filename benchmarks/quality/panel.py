@@ -47,6 +47,8 @@ CONFIGS = {
     "elbo": {"objective": "elbo", "standardize": False},
     # The current defaults.
     "new_defaults": {},
+    # Eq. 3 with the default standardisation: what the MI term adds to the defaults.
+    "elbo_std": {"objective": "elbo"},
     # Levers on where structure goes (docs/quality.md, "Table 1"): a private nat at half
     # the price of a shared one; the MMD invariance penalty on the shared codes.
     "pkl0.5": {"private_kl_weight": 0.5},
