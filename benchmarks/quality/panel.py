@@ -49,6 +49,9 @@ CONFIGS = {
     "new_defaults": {},
     # Eq. 3 with the default standardisation: what the MI term adds to the defaults.
     "elbo_std": {"objective": "elbo"},
+    # The defaults with a private code no wider than the synthetic cases' private factors
+    # (2): whether private capacity decides where the shared factors go.
+    "n_private2": {"n_private": 2},
     # Levers on where structure goes (docs/quality.md, "Table 1"): a private nat at half
     # the price of a shared one; the MMD invariance penalty on the shared codes.
     "pkl0.5": {"private_kl_weight": 0.5},
