@@ -199,36 +199,28 @@ def variance_explained(model, X, populations):
     # Centred sums need per-population means first: accumulate raw moments, then centre.
     mom = {name: np.zeros((k, d)) for name in ("x", "s", "p", "n")}
     cross = {name: np.zeros((k, d)) for name in ("xx", "ss", "pp", "xs", "xp", "sp")}
-    with torch.inference_mode():
-        for sl in _inference.chunks(X.shape[0], per_row):
-            xb = _inference.to_tensor(X[sl], device, X.dtype)
-            pops = torch.as_tensor(idx[sl], device=device)
-            mu_z, _ = module.encode_shared(xb)
-            mu_t, _ = module.encode_private(xb, pops)
-            s = module.decode_shared(mu_z).cpu().numpy().astype(np.float64)
-            p = module.decode_private(mu_t, pops).cpu().numpy().astype(np.float64)
-            if module.standardize:
-                # Back to the units of X; the offset x_loc drops out of centred sums.
-                scale = module.x_scale.cpu().numpy().astype(np.float64)
-                s, p = s * scale, p * scale
-            x = xb.cpu().numpy().astype(np.float64)
-            obs = ~np.isnan(x)
-            x = np.where(obs, x, 0.0)
-            s, p = s * obs, p * obs
-            onehot = np.eye(k)[idx[sl]].T  # (k, rows)
-            mom["x"] += onehot @ x
-            mom["s"] += onehot @ s
-            mom["p"] += onehot @ p
-            mom["n"] += onehot @ obs
-            for name, a, b in (
-                ("xx", x, x),
-                ("ss", s, s),
-                ("pp", p, p),
-                ("xs", x, s),
-                ("xp", x, p),
-                ("sp", s, p),
-            ):
-                cross[name] += onehot @ (a * b)
+    scale = module.x_scale.cpu().numpy().astype(np.float64) if module.standardize else None
+    for sl, x, s, p in _decoded_parts(module, device, X, idx, per_row):
+        if scale is not None:
+            # Back to the units of X; the offset x_loc drops out of centred sums.
+            s, p = s * scale, p * scale
+        obs = ~np.isnan(x)
+        x = np.where(obs, x, 0.0)
+        s, p = s * obs, p * obs
+        onehot = np.eye(k)[idx[sl]].T  # (k, rows)
+        mom["x"] += onehot @ x
+        mom["s"] += onehot @ s
+        mom["p"] += onehot @ p
+        mom["n"] += onehot @ obs
+        for name, a, b in (
+            ("xx", x, x),
+            ("ss", s, s),
+            ("pp", p, p),
+            ("xs", x, s),
+            ("xp", x, p),
+            ("sp", s, p),
+        ):
+            cross[name] += onehot @ (a * b)
     n = np.maximum(mom["n"], 1.0)
     mx, ms, mp = mom["x"] / n, mom["s"] / n, mom["p"] / n
 
@@ -385,22 +377,30 @@ def _count_parts(model, module, device, X, idx):
     """Per chunk: rows (NaN kept), shared and private log-mean parts, log offsets."""
     per_row = 8 * X.itemsize * (3 * X.shape[1] + max(module.hidden_layer_sizes))
     log_ref = float(module.log_library_ref)
+    for sl, x, s, p in _decoded_parts(module, device, X, idx, per_row):
+        obs = ~np.isnan(x)
+        offset = np.zeros(len(x))
+        if module.library_size:
+            # As the model's offset: the observed total scaled up to the whole row.
+            total = np.nansum(x, 1) * x.shape[1] / np.maximum(obs.sum(1), 1)
+            offset = np.log(np.maximum(total, 1.0)) - log_ref
+        yield sl, x, obs, s, p, offset
+
+
+def _decoded_parts(module, device, X, idx, per_row):
+    """Per chunk of rows: the slice, the rows (float64, NaN kept) and the shared and
+    private decoder outputs f_s(E[z]) and f_k(E[t]) (float64, the model's units), each
+    chunk standardised once for both encoders."""
     with torch.inference_mode():
         for sl in _inference.chunks(X.shape[0], per_row):
             xb = _inference.to_tensor(X[sl], device, X.dtype)
             pops = torch.as_tensor(idx[sl], device=device)
-            mu_z, _ = module.encode_shared(xb)
-            mu_t, _ = module.encode_private(xb, pops)
+            xs = module.standardize_rows(xb)
+            mu_z, _ = module.encode_shared(xs, standardized=True)
+            mu_t, _ = module.encode_private(xs, pops, standardized=True)
             s = module.decode_shared(mu_z).cpu().numpy().astype(np.float64)
             p = module.decode_private(mu_t, pops).cpu().numpy().astype(np.float64)
-            x = xb.cpu().numpy().astype(np.float64)
-            obs = ~np.isnan(x)
-            offset = np.zeros(len(x))
-            if module.library_size:
-                # As the model's offset: the observed total scaled up to the whole row.
-                total = np.nansum(x, 1) * x.shape[1] / np.maximum(obs.sum(1), 1)
-                offset = np.log(np.maximum(total, 1.0)) - log_ref
-            yield sl, x, obs, s, p, offset
+            yield sl, xb.cpu().numpy().astype(np.float64), s, p
 
 
 def _deviance_explained(model, X, idx):
