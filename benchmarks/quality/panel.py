@@ -383,8 +383,9 @@ def _r2_probe(Z, T):
     return float(np.mean([r2_score(T[:, j], pred[:, j]) for j in range(T.shape[1])]))
 
 
-def _class_probe(Z, labels):
-    """Cross-validated accuracy of a logistic-regression probe, and the majority share."""
+def _class_probe(Z, labels, scoring="accuracy"):
+    """Cross-validated ``scoring`` (accuracy) of a logistic-regression probe, and the
+    majority share."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -398,7 +399,7 @@ def _class_probe(Z, labels):
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        acc = cross_val_score(probe, Z, labels, cv=cv).mean()
+        acc = cross_val_score(probe, Z, labels, cv=cv, scoring=scoring).mean()
     return float(acc), chance
 
 
@@ -539,11 +540,6 @@ def attribute_metrics(model, Xte, yte, attributes):
     population's held-out rows, from its shared codes and from its own private codes
     (AUC, since attributes such as a goatee are rare).
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     codes = model.transform(Xte, populations=yte)
     n_shared = model.n_shared
     out = {}
@@ -553,19 +549,13 @@ def attribute_metrics(model, Xte, yte, attributes):
             a = A[rows, j]
             if np.bincount(a, minlength=2).min() < 5:
                 continue
-            cv = StratifiedKFold(5, shuffle=True, random_state=0)
-            probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            res = {}
-            for space, Z in (
-                ("shared", codes[rows, :n_shared]),
-                ("private", codes[rows, n_shared:]),
-            ):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    res[space] = float(
-                        cross_val_score(probe, Z, a, cv=cv, scoring="roc_auc").mean()
-                    )
-            out[f"{pop}:{name}"] = res
+            out[f"{pop}:{name}"] = {
+                space: _class_probe(Z, a, scoring="roc_auc")[0]
+                for space, Z in (
+                    ("shared", codes[rows, :n_shared]),
+                    ("private", codes[rows, n_shared:]),
+                )
+            }
     return out
 
 
