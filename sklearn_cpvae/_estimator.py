@@ -235,6 +235,21 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         objective without it; :doc:`the quality panel </quality>` measures what it does.
         Not combinable with ``distributed`` training; :meth:`add_populations` trains no
         shared network, so the classifier does not act there (see that method).
+    shared_centering : {"none", "population"}, default="none"
+        What the shared encoder q(z|x) reads. ``"none"``: the row, as in eq. 2.
+        ``"population"``: the row minus its population's mean (in the encoders' units,
+        fitted on the training rows; a masked entry reads as that mean), so that an
+        offset between populations, such as a lab's or a batch's, cannot reach the
+        shared code: the private decoders' biases model it. The generative model of
+        eq. 1 is unchanged; only the inference network differs, which then needs each
+        row's population: :meth:`transform` and the other encoders take it from
+        ``populations``, ``population_column`` or, failing both, :meth:`predict`, and
+        the importance sampling of :meth:`predict_proba` uses population k's centring
+        in its proposal for log p(x | k), which costs the shared networks K passes
+        instead of one. Suited to batch and study effects; where populations differ in
+        how common shared structure is (a cell type more frequent in cases), centring
+        moves that structure apart between populations, as batch-centred PCA does.
+        :doc:`The quality panel </quality>` measures it.
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
         row. When set, :meth:`fit` and :meth:`score` take the population from that
@@ -393,6 +408,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
         "shared_adversary": [Interval(Real, 0, None, closed="left")],
+        "shared_centering": [StrOptions({"none", "population"})],
         "population_column": [None, str],
         "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
@@ -435,6 +451,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         shared_invariance=0.0,
         private_kl_weight=1.0,
         shared_adversary=0.0,
+        shared_centering="none",
         population_column=None,
         layer=None,
         mi_samples=None,
@@ -473,6 +490,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.shared_invariance = shared_invariance
         self.private_kl_weight = private_kl_weight
         self.shared_adversary = shared_adversary
+        self.shared_centering = shared_centering
         self.population_column = population_column
         self.layer = layer
         self.mi_samples = mi_samples
@@ -530,7 +548,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             self.n_iter_ = 0
             self.history_ = []
             self._optimizer_state = None
-            self.module_, self.library_size_ref_ = _start_networks(self, X, gate, seed_init)
+            self.module_, self.library_size_ref_ = _start_networks(self, X, y_idx, gate, seed_init)
         self.has_private_ = gate.astype(bool)
         self.population_counts_ = np.bincount(y_idx, minlength=len(classes))
         if self.early_stopping:
@@ -785,6 +803,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             "no_private_populations": [float(g) for g in gate],
             "standardize": bool(self.standardize) and lik.identity_mean,
             "shared_adversary": float(self.shared_adversary) > 0,
+            "shared_centering": self.shared_centering == "population",
         }
 
     def _build_module(self, n_features, gate, seed, *, adversary=True):
@@ -807,6 +826,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             shared_invariance=self.shared_invariance,
             standardize=self.standardize,
             shared_adversary=adversary and float(self.shared_adversary) > 0,
+            shared_centering=self.shared_centering == "population",
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -1015,20 +1035,26 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
 
     def _codes(self, X, populations, blocks):
         X, column = check_fitted_X(self, X, return_column=True)
+        centring = self.module_.shared_centering
+        idx = None
+        if blocks != "shared" or centring:
+            idx = self._row_populations(X, column if populations is None else populations)
         parts = []
         if blocks in ("both", "shared"):
-            parts.append(_inference.encode(self.module_, self.device, X))
+            centre = idx if centring else None
+            parts.append(_inference.encode(self.module_, self.device, X, centre=centre))
         if blocks in ("both", "private"):
-            if populations is None:
-                populations = column
-            if populations is None:
-                idx = np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
-            else:
-                idx = self._population_index(populations, X.shape[0])
             parts.append(
                 _inference.encode(self.module_, self.device, X, idx, has_private=self.has_private_)
             )
         return np.hstack(parts)
+
+    def _row_populations(self, X, populations):
+        """Index of each row's population: ``populations`` when given, else the one
+        :meth:`predict` gives it (validated rows ``X``)."""
+        if populations is None:
+            return np.argmax(self._log_likelihoods(X) + np.log(self.priors_), axis=1)
+        return self._population_index(populations, X.shape[0])
 
     def inverse_transform(self, X, populations=None, *, part="auto", library_size=None):
         """Decode codes back to feature space: full, shared-only, private-only or swapped.
@@ -1183,9 +1209,13 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             out[sl] += mean / n_samples
         return self._at_library_size(out, library_size).astype(X.dtype, copy=False)
 
-    def _posterior_decodes(self, X, targets, n_samples, random_state):
+    def _posterior_decodes(self, X, targets, n_samples, random_state, sources=None):
+        """:func:`_inference.posterior_decodes`; ``sources`` (labels, or None for the
+        predicted populations) centre the rows for ``shared_centering``."""
         aggregate = self._private_prior() == "aggregate"
         k = len(self.classes_)
+        if self.module_.shared_centering:
+            sources = self._row_populations(X, sources)
         return _inference.posterior_decodes(
             self.module_,
             self.device,
@@ -1195,6 +1225,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             seed=derive_seeds(random_state, 1)[0],
             t_mean=self.private_code_mean_ if aggregate else np.zeros((k, self.n_private)),
             t_var=self.private_code_var_ if aggregate else np.ones((k, self.n_private)),
+            sources=sources,
         )
 
     def _at_library_size(self, means, library_size):
@@ -1320,7 +1351,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
-def _start_networks(est, X, gate, seed):
+def _start_networks(est, X, y_idx, gate, seed):
     """New networks with the decoder (and Psi) started at the data's scale, and the
     reference library size (1.0 unless a count likelihood uses ``library_size``)."""
     module = est._build_module(X.shape[1], gate, seed)
@@ -1339,4 +1370,6 @@ def _start_networks(est, X, gate, seed):
         if log_psi is not None:
             module.log_psi.fill_(log_psi)
         module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
+        if module.shared_centering:
+            module.population_centre.copy_(_inference.population_centres(module, X, y_idx))
     return module, library_ref

@@ -56,11 +56,15 @@ def _width(module, X):
     return max(list(module.hidden_layer_sizes) + [X.shape[1]])
 
 
-def encode(module, device, X, populations=None, *, has_private=None, private_var=False):
+def encode(
+    module, device, X, populations=None, *, has_private=None, private_var=False, centre=None
+):
     """Posterior means of z, or (with ``populations``) of t under each row's own encoder.
 
     ``has_private`` (K,) zeroes the private codes of populations without a private space.
     With ``private_var`` the private variances are returned too: ``(mean, var)``.
+    ``centre`` (n,) gives each row's population for a population-centred shared encoder
+    (``shared_centering``).
     """
     module, device, tdtype = inference_module(module, device, X.dtype)
     n_pop = module.n_populations
@@ -71,7 +75,9 @@ def encode(module, device, X, populations=None, *, has_private=None, private_var
             # The chunk is a copy of its own: standardised in place, once for either encoder.
             xb = module.standardize_rows(to_tensor(X[sl], device, X.dtype), inplace=True)
             if populations is None:
-                shared.append(module.encode_shared(xb, standardized=True)[0].cpu().numpy())
+                pops = None if centre is None else torch.as_tensor(centre[sl], device=device)
+                mu_z = module.encode_shared(xb, standardized=True, populations=pops)[0]
+                shared.append(mu_z.cpu().numpy())
                 continue
             pops = torch.as_tensor(populations[sl], device=device)
             mu, lv = module.encode_private(xb, pops, standardized=True)
@@ -112,7 +118,11 @@ def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prio
     else:
         p_mean = torch.zeros((k, n_private), device=device, dtype=tdtype)
         p_logvar = torch.zeros_like(p_mean)
-    per_row = 4 * X.dtype.itemsize * s * (k + 1) * (X.shape[1] + _width(module, X) + n_private)
+    # A population-centred shared encoder runs the shared networks once per population.
+    k_shared = k if module.shared_centering else 1
+    per_row = (
+        4 * X.dtype.itemsize * s * (k + k_shared) * (X.shape[1] + _width(module, X) + n_private)
+    )
     out = []
     with torch.inference_mode():
         for sl in chunks(X.shape[0], per_row):
@@ -153,6 +163,21 @@ def generate(module, z, t, populations):
         return module.output_mean(out).numpy().astype(np.float64)
 
 
+def population_centres(module, X, populations):
+    """Each population's mean encoder input over its rows of ``X``, (K, D) float32, for
+    ``shared_centering``: the mean over observed entries (0, the standardised mean,
+    for a feature a population never observes). Accumulated in float64, on the CPU."""
+    sums = counts = 0.0
+    per_row = 8 * 8 * X.shape[1]
+    with torch.inference_mode():
+        for sl in chunks(X.shape[0], per_row):
+            xb = to_tensor(X[sl], "cpu", np.float64)
+            pops = torch.as_tensor(populations[sl], dtype=torch.long)
+            s, c = module.population_centre_sums(xb, pops)
+            sums, counts = sums + s, counts + c
+    return torch.where(counts > 0, sums / counts.clamp_min(1.0), 0.0).to(torch.float32)
+
+
 def private_kl(module, device, X):
     """``KL(q_k(t | x_i) || N(0, I))`` of every private encoder on every row, (n, K)."""
     module, device, _ = inference_module(module, device, X.dtype)
@@ -165,14 +190,15 @@ def private_kl(module, device, X):
     return np.concatenate(out).astype(np.float64)
 
 
-def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_var):
+def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_var, sources=None):
     """Decoded means under several populations for the same posterior draws of z.
 
     For every chunk of rows and each of ``n_samples`` draws ``z_s ~ q(z | x)`` and
     ``eps_s ~ N(0, I)``, yields ``(rows, [mean of p(x | z_s, t_k, k) for k in targets])``
     with ``t_k = t_mean[k] + sqrt(t_var[k]) * eps_s`` (population k's private prior, the
     same ``eps_s`` for every k: common random numbers, so that differences between
-    populations are not swamped by noise). ``targets`` are (n,) index arrays. Means are
+    populations are not swamped by noise). ``targets`` are (n,) index arrays; ``sources``
+    (n,) the rows' own populations, for a population-centred shared encoder. Means are
     at the reference library size, in the units of X, as numpy float64.
     """
     module, device, tdtype = inference_module(module, device, X.dtype)
@@ -184,7 +210,8 @@ def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_
     with torch.inference_mode():
         for sl in chunks(X.shape[0], per_row):
             xb = to_tensor(X[sl], device, X.dtype)
-            mu_z, lv_z = module.encode_shared(xb)
+            src = None if sources is None else torch.as_tensor(sources[sl], device=device)
+            mu_z, lv_z = module.encode_shared(xb, populations=src)
             pops = [torch.as_tensor(t[sl], device=device) for t in targets]
             for _ in range(n_samples):
                 eps_z = torch.randn(mu_z.shape, generator=gen, dtype=torch.float64)

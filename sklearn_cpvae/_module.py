@@ -39,6 +39,7 @@ class CPVAEModule(nn.Module):
         shared_invariance=0.0,
         standardize=False,
         shared_adversary=False,
+        shared_centering=False,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -82,6 +83,12 @@ class CPVAEModule(nn.Module):
         if self.standardize:
             self.register_buffer("x_loc", torch.zeros(n_features))
             self.register_buffer("x_scale", torch.ones(n_features))
+        # Each population's mean encoder input (``shared_centering="population"``): the
+        # shared encoder sees a row minus its population's mean, so a population's mean
+        # offset cannot reach z and is left to the private decoders' biases.
+        self.shared_centering = bool(shared_centering)
+        if self.shared_centering:
+            self.register_buffer("population_centre", torch.zeros(n_populations, n_features))
         # The population classifier on the shared posterior means (``shared_adversary``),
         # built last so that every other network starts from the weights it has without it.
         self.adversary = None
@@ -104,6 +111,7 @@ class CPVAEModule(nn.Module):
             "no_private_populations": self.private_gate.tolist(),
             "standardize": self.standardize,
             "shared_adversary": self.adversary is not None,
+            "shared_centering": self.shared_centering,
         }
 
     def _standardized(self, x, inplace=False):
@@ -183,10 +191,45 @@ class CPVAEModule(nn.Module):
                 mean = mean + self.x_loc.to(mean.dtype)
         return mean
 
-    def encode_shared(self, x, standardized=False):
-        """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared)."""
+    def encode_shared(self, x, standardized=False, populations=None):
+        """q(z|x): ``x`` (n, D) -> mean, log-variance (n, n_shared).
+
+        With ``shared_centering`` the encoder reads ``x`` minus the mean of its population
+        ``populations`` (n,), and masked entries as that mean."""
         h = self.encoder_input(x, standardized)
+        if self.shared_centering:
+            if populations is None:
+                raise ValueError(
+                    "shared_centering='population': the shared encoder needs each row's population"
+                )
+            h = self._centred(h, x, self.population_centre.to(h.dtype)[populations])
         return gaussian_head(self.enc_shared.forward_single(h))
+
+    def encode_shared_all(self, x, standardized=False):
+        """q(z|x) as every population k would centre ``x`` (n, D): mean, log-variance
+        (K, n, n_shared); without ``shared_centering`` the one encoding, (1, n, n_shared)."""
+        h = self.encoder_input(x, standardized)
+        if self.shared_centering:
+            h = self._centred(h, x, self.population_centre.to(h.dtype)[:, None])
+        else:
+            h = h[None]
+        return gaussian_head(self.enc_shared.forward_single(h))
+
+    def _centred(self, h, x, centre):
+        h = h - centre
+        if self.mask_missing:
+            # A masked entry reads as its population's mean, as an observed mean would.
+            h = h.masked_fill(torch.isnan(x), 0.0)
+        return h
+
+    def population_centre_sums(self, x, populations):
+        """Per-population sums of the encoder input of rows ``x`` and counts of their
+        observed entries, (K, D) each: the parts of ``population_centre``."""
+        h = self.encoder_input(x)
+        obs = (~torch.isnan(x)).to(h.dtype) if self.mask_missing else torch.ones_like(h)
+        sums = h.new_zeros(self.n_populations, h.shape[1]).index_add_(0, populations, h * obs)
+        counts = h.new_zeros(self.n_populations, h.shape[1]).index_add_(0, populations, obs)
+        return sums, counts
 
     def population_logits(self, z):
         """The population classifier's logits on shared codes: (n, n_shared) -> (n, K)."""

@@ -73,6 +73,9 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     n_new = len(new_classes)
     sub = est._build_module(X.shape[1], np.ones(n_new), seed_init, adversary=False)
     _copy_shared_networks(est.module_, sub)
+    if sub.shared_centering:
+        # The frozen shared encoder reads each new row centred by its own population.
+        sub.population_centre.copy_(_inference.population_centres(sub, X, new_idx))
     data, val = training_data(
         X,
         new_idx,
@@ -117,6 +120,10 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     _copy_shared_networks(est.module_, merged)
     _merge_private_networks(est.module_, sub, merged, order)
     _merge_adversary(est.module_, merged, order)
+    if merged.shared_centering:
+        with torch.no_grad():
+            centres = torch.cat([est.module_.population_centre, sub.population_centre])
+            merged.population_centre.copy_(centres[torch.as_tensor(order)])
     for p in merged.parameters():
         p.requires_grad_(True)
     est.module_ = merged.eval()
@@ -142,8 +149,9 @@ def _copy_shared_networks(source, target):
     it there: the shared encoder and decoder, Psi, the NB dispersions, the library-size
     reference and the standardisation."""
     private = ("enc_private.", "dec_private.", "private_gate")
-    # The population classifier has one output per population: see _merge_adversary.
-    skip = (*private, "adversary.")
+    # The population classifier and the population centres have an entry per
+    # population: see _merge_adversary and add_populations.
+    skip = (*private, "adversary.", "population_centre")
     state = {k: v for k, v in source.state_dict().items() if not k.startswith(skip)}
     missing = target.load_state_dict(state, strict=False)
     if missing.unexpected_keys:

@@ -417,7 +417,7 @@ def batch_terms(
 
     # Standardised once for the encoders and the likelihood (the same entries each would make).
     xs = module.standardize_rows(x)
-    mu_z, lv_z = module.encode_shared(xs, standardized=True)
+    mu_z, lv_z = module.encode_shared(xs, standardized=True, populations=populations)
     kl_others = weights = None
     if has_mi(objective) and mi_samples is None:
         # The exact MI term: encoder k on every row; each row's own code is one slice.
@@ -495,7 +495,8 @@ def batch_terms(
 def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     """Importance-sampled log p(x | theta_s, theta_k) for every population k (eq. 7-8).
 
-    The proposal is the amortised posterior q(z|x) q_k(t|x); ``eps_z`` (S, n_shared) and
+    The proposal is the amortised posterior q(z|x) q_k(t|x) (q(z|x, k) with
+    ``shared_centering``); ``eps_z`` (S, n_shared) and
     ``eps_t`` (S, n_private) are fixed standard-normal draws shared by every row and every
     population (common random numbers), so a row's estimate does not depend on the other
     rows of its batch and differences between populations have low variance.
@@ -507,7 +508,7 @@ def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t
     recon, log_pz_qz, log_pt_qt = importance_terms(
         module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar
     )
-    log_w = recon + log_pz_qz[None] + log_pt_qt  # (K, S, n)
+    log_w = recon + log_pz_qz + log_pt_qt  # (K, S, n)
     return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
 
 
@@ -515,18 +516,21 @@ def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     """The three parts of eq. 8's log-weights, per population and sample.
 
     ``recon`` (K, S, n): log p(x | z_s, t_ks, k); ``log_pz_qz`` (S, n): log p(z_s) -
-    log q(z_s | x), the same for every k; ``log_pt_qt`` (K, S, n): log p(t_ks) -
-    log q_k(t_ks | x), whose mean over samples is minus the rate KL(q_k(t|x) || p(t)).
-    Their mean over samples is each population's ELBO, split into what its decoder
-    explains and what its private code costs.
+    log q(z_s | x), the same for every k (``(K, S, n)`` with ``shared_centering``, whose
+    proposal q(z | x, k) centres x by population k's mean); ``log_pt_qt`` (K, S, n):
+    log p(t_ks) - log q_k(t_ks | x), whose mean over samples is minus the rate
+    KL(q_k(t|x) || p(t)). Their mean over samples is each population's ELBO, split into
+    what its decoder explains and what its private code costs.
     """
     xs = module.standardize_rows(x)  # once for the encoders and the likelihood
-    mu_z, lv_z = module.encode_shared(xs, standardized=True)  # (n, dz)
-    z = mu_z + torch.exp(0.5 * lv_z) * eps_z[:, None, :]  # (S, n, dz)
+    mu_z, lv_z = module.encode_shared_all(xs, standardized=True)  # (K or 1, n, dz)
+    z = mu_z[:, None] + torch.exp(0.5 * lv_z[:, None]) * eps_z[:, None, :]  # (., S, n, dz)
     log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
-        z, mu_z, lv_z
-    )  # (S, n)
-    f_s = module.decode_shared(z)  # (S, n, D)
+        z, mu_z[:, None], lv_z[:, None]
+    )  # (K or 1, S, n)
+    f_s = module.decode_shared(z)  # (K or 1, S, n, D)
+    if not module.shared_centering:
+        log_pz_qz, f_s = log_pz_qz[0], f_s[0]
 
     mu_t, lv_t = module.encode_private_all(xs, standardized=True)  # (K, n, dt)
     k, n, dt = mu_t.shape
@@ -540,7 +544,7 @@ def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
         log_pt_qt = log_pt_qt * module.private_gate.to(log_pt_qt.dtype)[:, None, None]
     f_k = module.decode_private_grouped(t.reshape(k, s * n, dt)).view(k, s, n, -1)
     if torch.is_grad_enabled():
-        out = f_s[None] + f_k
+        out = f_s + f_k
     else:
         # (K, S, n, D) is by far the largest tensor of inference: reuse f_k's memory.
         out = f_k.add_(f_s)

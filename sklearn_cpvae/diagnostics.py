@@ -130,7 +130,8 @@ def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
         large; NaN for populations without a private space); ``classes``.
     """
     X, idx = _prepare(model, X, populations)
-    shared = _inference.encode(model.module_, model.device, X)
+    centre = idx if model.module_.shared_centering else None
+    shared = _inference.encode(model.module_, model.device, X, centre=centre)
     k = len(model.classes_)
     probe = linear_probe(shared, idx, groups=groups, cv=cv, random_state=random_state)
     kl = private_kl(model, X)
@@ -396,7 +397,7 @@ def _decoded_parts(module, device, X, idx, per_row):
             xb = _inference.to_tensor(X[sl], device, X.dtype)
             pops = torch.as_tensor(idx[sl], device=device)
             xs = module.standardize_rows(xb)
-            mu_z, _ = module.encode_shared(xs, standardized=True)
+            mu_z, _ = module.encode_shared(xs, standardized=True, populations=pops)
             mu_t, _ = module.encode_private(xs, pops, standardized=True)
             s = module.decode_shared(mu_z).cpu().numpy().astype(np.float64)
             p = module.decode_private(mu_t, pops).cpu().numpy().astype(np.float64)

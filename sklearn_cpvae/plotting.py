@@ -433,9 +433,14 @@ class PopulationSwapDisplay(_ImageGridDisplay):
             labels = _check_populations(model, X, populations)[:n]
         x = X[:n]
         images = {"original": x}
+        # A population-centred shared encoder centres each row by its own population
+        # (given, else predicted), whichever population it is shown as.
+        shared = model.get_latent_representation(x, labels, blocks="shared")
         for k in model.classes_:
             as_k = np.full(n, k)
-            images[f"as {k}"] = _decode(model, _codes(model, x, as_k), as_k)
+            codes = _codes(model, x, as_k)
+            codes[:, : model.n_shared] = shared
+            images[f"as {k}"] = _decode(model, codes, as_k)
         if inverse_func is not None:
             images = _unmap(inverse_func, images)
         display = cls(images, image_shape=image_shape, column_labels=labels, title=title)

@@ -322,6 +322,7 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         {"no_private_populations": ["b"]},
         {"private_kl_weight": 0.5},
         {"shared_adversary": 1.0},
+        {"shared_centering": "population", "missing": "mask"},
     ],
     ids=[
         "nb-library",
@@ -330,6 +331,7 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         "no-private",
         "private-kl-weight",
         "shared-adversary",
+        "shared-centering-mask",
     ],
 )
 def test_round_trip_keeps_every_model_option(options, tmp_path):

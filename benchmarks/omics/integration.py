@@ -402,6 +402,9 @@ METHOD_FUNCS = {
     # Not a default: the optional MMD penalty on the shared code (off in CPVAE's
     # objective), run with --methods to see how much of the leakage it removes.
     "CPVAE gaussian, shared_invariance=10": _cpvae("gaussian", shared_invariance=10.0),
+    # Not a default: the shared encoder reads each row minus its batch's mean.
+    "CPVAE gaussian, shared_centering": _cpvae("gaussian", shared_centering="population"),
+    "CPVAE nb, shared_centering": _cpvae("nb", shared_centering="population"),
     "scVI": scvi_codes,
     "Harmony": harmony,
     "centred PCA": centred_pca,
