@@ -26,6 +26,7 @@ from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._new_populations import add_populations
 from sklearn_cpvae._nn import ACTIVATIONS
+from sklearn_cpvae._objective import has_mi
 from sklearn_cpvae._sklearn_compat import (
     Hidden,
     Interval,
@@ -250,6 +251,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         how common shared structure is (a cell type more frequent in cases), centring
         moves that structure apart between populations, as batch-centred PCA does.
         :doc:`The quality panel </quality>` measures it.
+    mi_alignment : {"none", "mean"}, default="none"
+        What private encoder k reads of another population's row in eq. 4's MI term.
+        ``"none"``: the row, as published. ``"mean"``: the row moved from its
+        population's mean to population k's (the means of ``shared_centering``, fitted
+        on the training rows), so that an encoder cannot tell the other populations'
+        rows apart by a mean offset alone and send them to the prior at no cost while
+        its own code models factors every population shares. Training only: the
+        encoders read rows as they are everywhere else. No effect with
+        ``objective="elbo"``, which has no MI term. :doc:`The quality panel </quality>`
+        measures it.
     population_column : None or str, default=None
         Name of a column of a pandas DataFrame ``X`` that holds the population of each
         row. When set, :meth:`fit` and :meth:`score` take the population from that
@@ -409,6 +420,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
         "shared_adversary": [Interval(Real, 0, None, closed="left")],
         "shared_centering": [StrOptions({"none", "population"})],
+        "mi_alignment": [StrOptions({"none", "mean"})],
         "population_column": [None, str],
         "layer": [None, str],
         "mi_samples": [None, Interval(Integral, 1, None, closed="left")],
@@ -452,6 +464,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         private_kl_weight=1.0,
         shared_adversary=0.0,
         shared_centering="none",
+        mi_alignment="none",
         population_column=None,
         layer=None,
         mi_samples=None,
@@ -491,6 +504,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.private_kl_weight = private_kl_weight
         self.shared_adversary = shared_adversary
         self.shared_centering = shared_centering
+        self.mi_alignment = mi_alignment
         self.population_column = population_column
         self.layer = layer
         self.mi_samples = mi_samples
@@ -781,6 +795,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             return "paper"
         return self.objective
 
+    def _mi_alignment(self):
+        """Whether the MI term moves rows to each encoder's mean (an objective without
+        the term has nothing to align)."""
+        return self.mi_alignment == "mean" and has_mi(self.objective)
+
     def _private_prior(self):
         """``"standard"`` or ``"aggregate"``, with ``"auto"`` resolved by the objective."""
         if self.private_prior != "auto":
@@ -804,6 +823,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             "standardize": bool(self.standardize) and lik.identity_mean,
             "shared_adversary": float(self.shared_adversary) > 0,
             "shared_centering": self.shared_centering == "population",
+            "mi_alignment": self._mi_alignment(),
         }
 
     def _build_module(self, n_features, gate, seed, *, adversary=True):
@@ -827,6 +847,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             standardize=self.standardize,
             shared_adversary=adversary and float(self.shared_adversary) > 0,
             shared_centering=self.shared_centering == "population",
+            mi_alignment=self._mi_alignment(),
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -1370,6 +1391,6 @@ def _start_networks(est, X, y_idx, gate, seed):
         if log_psi is not None:
             module.log_psi.fill_(log_psi)
         module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
-        if module.shared_centering:
+        if module.shared_centering or module.mi_alignment:
             module.population_centre.copy_(_inference.population_centres(module, X, y_idx))
     return module, library_ref

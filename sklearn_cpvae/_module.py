@@ -40,6 +40,7 @@ class CPVAEModule(nn.Module):
         standardize=False,
         shared_adversary=False,
         shared_centering=False,
+        mi_alignment=False,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -87,7 +88,11 @@ class CPVAEModule(nn.Module):
         # shared encoder sees a row minus its population's mean, so a population's mean
         # offset cannot reach z and is left to the private decoders' biases.
         self.shared_centering = bool(shared_centering)
-        if self.shared_centering:
+        # ``mi_alignment="mean"``: in eq. 4's MI term encoder k reads another population's
+        # row moved from that population's mean to k's, so that a mean offset alone does
+        # not let it tell the row apart and send it to the prior at no cost.
+        self.mi_alignment = bool(mi_alignment)
+        if self.shared_centering or self.mi_alignment:
             self.register_buffer("population_centre", torch.zeros(n_populations, n_features))
         # The population classifier on the shared posterior means (``shared_adversary``),
         # built last so that every other network starts from the weights it has without it.
@@ -112,6 +117,7 @@ class CPVAEModule(nn.Module):
             "standardize": self.standardize,
             "shared_adversary": self.adversary is not None,
             "shared_centering": self.shared_centering,
+            "mi_alignment": self.mi_alignment,
         }
 
     def _standardized(self, x, inplace=False):
@@ -235,14 +241,36 @@ class CPVAEModule(nn.Module):
         """The population classifier's logits on shared codes: (n, n_shared) -> (n, K)."""
         return self.adversary.forward_single(z)
 
-    def encode_private_all(self, x, standardized=False):
-        """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private)."""
-        return gaussian_head(self.enc_private.forward_all(self.encoder_input(x, standardized)))
+    def encode_private_all(self, x, standardized=False, populations=None):
+        """Every q_k(t|x) on every row: (n, D) -> mean, log-variance (K, n, n_private).
 
-    def encode_private_grouped(self, xg, standardized=False):
-        """q_k(t|x) on population k's rows: (K, m, D) -> (K, m, n_private) each."""
+        With ``mi_alignment`` and the rows' ``populations`` (n,), encoder k reads each row
+        moved from its population's mean to population k's (its own rows unmoved)."""
+        h = self.encoder_input(x, standardized)
+        shift = None
+        if self.mi_alignment and populations is not None:
+            shift = self.alignment_shifts()[:, populations]
+        return gaussian_head(self.enc_private.forward_all(h, shift))
+
+    def encode_private_grouped(self, xg, standardized=False, populations=None):
+        """q_k(t|x) on the rows of block k: (K, m, D) -> (K, m, n_private) each.
+
+        ``populations`` (K, m), with ``mi_alignment``: the rows' own populations, each
+        row moved from its population's mean to k's as in :meth:`encode_private_all`."""
         h = self.encoder_input(xg, standardized)
-        return gaussian_head(self.enc_private.forward_grouped(h))
+        shift = None
+        if self.mi_alignment and populations is not None:
+            shifts = self.alignment_shifts()  # (K, K, hidden_1)
+            k = torch.arange(self.n_populations, device=h.device)[:, None]
+            shift = shifts[k, populations]
+        return gaussian_head(self.enc_private.forward_grouped(h, shift))
+
+    def alignment_shifts(self):
+        """(K, K, hidden_1): entry [k, j] is encoder k's first-layer response to
+        ``m_k - m_j``, the move from population j's mean encoder input to k's (0 on
+        the diagonal). A masked entry (0) moves with the observed ones."""
+        c = self.population_centre
+        return self.enc_private.first_layer_shifts(c[:, None, :] - c[None, :, :])
 
     def decode_shared(self, z):
         """f_s(z): (..., n_shared) -> (..., D)."""

@@ -73,8 +73,8 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     n_new = len(new_classes)
     sub = est._build_module(X.shape[1], np.ones(n_new), seed_init, adversary=False)
     _copy_shared_networks(est.module_, sub)
-    if sub.shared_centering:
-        # The frozen shared encoder reads each new row centred by its own population.
+    if sub.shared_centering or sub.mi_alignment:
+        # Each new row is centred by (or moved from) its own population's mean.
         sub.population_centre.copy_(_inference.population_centres(sub, X, new_idx))
     data, val = training_data(
         X,
@@ -120,7 +120,7 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     _copy_shared_networks(est.module_, merged)
     _merge_private_networks(est.module_, sub, merged, order)
     _merge_adversary(est.module_, merged, order)
-    if merged.shared_centering:
+    if merged.shared_centering or merged.mi_alignment:
         with torch.no_grad():
             centres = torch.cat([est.module_.population_centre, sub.population_centre])
             merged.population_centre.copy_(centres[torch.as_tensor(order)])

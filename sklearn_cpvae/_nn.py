@@ -82,19 +82,31 @@ class StackedMLP(nn.Module):
             h = torch.baddbmm(self.biases[i], h, self.weights[i])
         return h
 
-    def forward_all(self, x):
-        """Every network on every row: ``x`` (n, in) -> (K, n, out)."""
+    def forward_all(self, x, shift=None):
+        """Every network on every row: ``x`` (n, in) -> (K, n, out).
+
+        ``shift`` (K, n, hidden_1) is added to the first layer's output: network k reads
+        row i as ``x[i] + d`` when ``shift[k, i] = d @ W0_k``, a first layer being linear."""
         w0 = self.weights[0]
         n_in, k, n_out = w0.shape
         h = x @ w0.reshape(n_in, k * n_out)
         h = h.reshape(-1, k, n_out).transpose(0, 1) + self.biases[0]
+        if shift is not None:
+            h = h + shift
         return self._tail(h)
 
-    def forward_grouped(self, x):
-        """Network k on its own rows: ``x`` (K, m, in) -> (K, m, out)."""
+    def forward_grouped(self, x, shift=None):
+        """Network k on its own rows: ``x`` (K, m, in) -> (K, m, out); ``shift`` (K, m,
+        hidden_1) as in :meth:`forward_all`."""
         w0 = self.weights[0].permute(1, 0, 2)
         h = torch.baddbmm(self.biases[0], x, w0)
+        if shift is not None:
+            h = h + shift
         return self._tail(h)
+
+    def first_layer_shifts(self, offsets):
+        """``offsets`` (K, J, in) -> (K, J, hidden_1): ``offsets[k, j] @ W0_k``."""
+        return torch.einsum("kjd,dkh->kjh", offsets, self.weights[0])
 
     def forward_single(self, x):
         """For ``n_stack == 1``: ``x`` (..., in) -> (..., out)."""

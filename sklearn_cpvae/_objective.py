@@ -421,7 +421,7 @@ def batch_terms(
     kl_others = weights = None
     if has_mi(objective) and mi_samples is None:
         # The exact MI term: encoder k on every row; each row's own code is one slice.
-        mu_all, lv_all = module.encode_private_all(xs, standardized=True)
+        mu_all, lv_all = module.encode_private_all(xs, standardized=True, populations=populations)
         if balanced:
             # Rows of population k are block k: own codes are the block diagonal.
             def own(a):
@@ -441,8 +441,13 @@ def batch_terms(
             populations, batch_counts, pop_sizes, mi_samples, generator
         )
         own_rows = to_groups(xs)
+        row_pops = None
+        if module.mi_alignment:
+            # Own rows read as they are; drawn rows move to encoder k's mean.
+            own_pops = torch.arange(k, device=x.device)[:, None].expand(-1, own_rows.shape[1])
+            row_pops = torch.cat([own_pops, populations[drawn]], dim=1)
         mu_b, lv_b = module.encode_private_grouped(
-            torch.cat([own_rows, xs[drawn]], dim=1), standardized=True
+            torch.cat([own_rows, xs[drawn]], dim=1), standardized=True, populations=row_pops
         )
         m_own = own_rows.shape[1]
         mu_t, lv_t = from_groups(mu_b[:, :m_own]), from_groups(lv_b[:, :m_own])

@@ -323,6 +323,7 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         {"private_kl_weight": 0.5},
         {"shared_adversary": 1.0},
         {"shared_centering": "population", "missing": "mask"},
+        {"mi_alignment": "mean", "mi_samples": 3},
     ],
     ids=[
         "nb-library",
@@ -332,6 +333,7 @@ def test_failed_save_keeps_the_previous_file(fitted, saved, monkeypatch):
         "private-kl-weight",
         "shared-adversary",
         "shared-centering-mask",
+        "mi-alignment",
     ],
 )
 def test_round_trip_keeps_every_model_option(options, tmp_path):

@@ -128,12 +128,15 @@ def test_codes_without_populations_centre_by_the_predicted_population(fitted):
     np.testing.assert_array_equal(shared, model.transform(X, populations=pred)[:, :2])
 
 
-def test_added_population_gets_its_own_centre():
+@pytest.mark.parametrize(
+    "options", [{}, {"shared_centering": "none", "mi_alignment": "mean"}], ids=["centring", "mi"]
+)
+def test_added_population_gets_its_own_centre(options):
     X, y, _, _ = make_populations(n_per_pop=60, n_populations=3, n_features=8)
     old = y != "pop1"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = CPVAE(**CFG).fit(X[old], y[old])
+        model = CPVAE(**{**CFG, **options}).fit(X[old], y[old])
         before = model.module_.population_centre.clone()
         codes = model.transform(X[old], populations=y[old])
         model.add_populations(X[~old], y[~old])

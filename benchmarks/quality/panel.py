@@ -65,6 +65,9 @@ CONFIGS = {
     "adv100": {"shared_adversary": 100.0},
     # The shared encoder reads each row minus its population's mean.
     "centred": {"shared_centering": "population"},
+    # Eq. 4's MI term reads other populations' rows moved to each encoder's mean.
+    "mi_aligned": {"mi_alignment": "mean"},
+    "centred_mi_aligned": {"shared_centering": "population", "mi_alignment": "mean"},
 }
 
 REPO = Path(__file__).resolve().parents[2]
