@@ -54,6 +54,11 @@ LEVERS = {
     "elbo_mi_adv1": ("elbo_mi", {"shared_adversary": 1.0}),
     "elbo_mi_adv10": ("elbo_mi", {"shared_adversary": 10.0}),
     "elbo_mi_adv100": ("elbo_mi", {"shared_adversary": 100.0}),
+    "elbo_mi_aligned": ("elbo_mi", {"mi_alignment": "mean"}),
+    "elbo_mi_centred_aligned": (
+        "elbo_mi",
+        {"shared_centering": "population", "mi_alignment": "mean"},
+    ),
 }
 
 
@@ -138,7 +143,7 @@ def shared_probe(model, X, pops, active=0.01):
     """Linear-probe balanced accuracy of the population from the shared posterior means
     on (X, pops): from every unit, and from the active units (variance of the means
     above ``active``, the panel's threshold; None when there is none)."""
-    mu = model.get_latent_representation(X)
+    mu = model.get_latent_representation(X, pops)
     units = mu.var(0) > active
     return {
         "all": linear_probe(mu, pops),
@@ -154,7 +159,8 @@ def shared_mmd(model, X, pops, seed=0):
     population labels permuted (the estimate's value for identical distributions)."""
     p = torch.as_tensor(model.classes_.searchsorted(pops), dtype=torch.long)
     with torch.no_grad():
-        mu, _ = model.module_.encode_shared(torch.as_tensor(X, dtype=torch.float32))
+        x = torch.as_tensor(X, dtype=torch.float32)
+        mu, _ = model.module_.encode_shared(x, populations=p)
         perm = p[torch.randperm(len(p), generator=torch.Generator().manual_seed(seed))]
         k = model.module_.n_populations
         out = {}

@@ -405,6 +405,11 @@ METHOD_FUNCS = {
     # Not a default: the shared encoder reads each row minus its batch's mean.
     "CPVAE gaussian, shared_centering": _cpvae("gaussian", shared_centering="population"),
     "CPVAE nb, shared_centering": _cpvae("nb", shared_centering="population"),
+    # Not a default: the MI term reads other batches' rows moved to each encoder's mean.
+    "CPVAE gaussian, mi_alignment": _cpvae("gaussian", mi_alignment="mean"),
+    "CPVAE gaussian, shared_centering + mi_alignment": _cpvae(
+        "gaussian", shared_centering="population", mi_alignment="mean"
+    ),
     "scVI": scvi_codes,
     "Harmony": harmony,
     "centred PCA": centred_pca,

@@ -114,7 +114,7 @@ def evaluate(name, model, data):
         out["digit_r2_private_only"] = None
         out["digit_r2_full"] = C.explained(rec, D)
         return out
-    z = model.set_params(blocks="shared").transform(X)
+    z = model.set_params(blocks="shared").transform(X, populations=pops)
     t = model.set_params(blocks="private").transform(X, populations=pops)
     model.set_params(blocks="both")
     out["shared"] = per_population(z, pops, digits, seed)
