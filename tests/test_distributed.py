@@ -36,7 +36,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, queue):
+def _worker(rank, world, port, queue, options=None):
     """One process of a torchrun launch: the environment is all it is given."""
     os.environ.update(
         RANK=str(rank),
@@ -50,7 +50,7 @@ def _worker(rank, world, port, queue):
         X, y = _data()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # max_iter is small on purpose
-            model = CPVAE(**CFG).fit(X, y)
+            model = CPVAE(**CFG, **(options or {})).fit(X, y)
         out["weights"] = _weights(model)
         out["loss"] = list(model.loss_curve_)
         out["proba"] = model.predict_proba(X[:20])
@@ -74,11 +74,13 @@ def _worker(rank, world, port, queue):
     queue.put(out)
 
 
-def _run_distributed(world):
+def _run_distributed(world, options=None):
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, queue)) for r in range(world)]
+    procs = [
+        ctx.Process(target=_worker, args=(r, world, port, queue, options)) for r in range(world)
+    ]
     for p in procs:
         p.start()
     try:
@@ -123,6 +125,25 @@ def test_two_processes_match_one(one_and_two):
     assert max(np.abs(far[n] - expected[n]).max() for n in expected) > 0.1
     np.testing.assert_allclose(ranks[0]["loss"], single.loss_curve_, rtol=1e-5)
     np.testing.assert_allclose(ranks[0]["proba"], single.predict_proba(X[:20]), atol=1e-5)
+
+
+def test_population_options_shard_like_one_process():
+    """The population centres come from the whole X on every process, and the centred
+    shared encoder and the aligned MI term read each row's own population: two processes
+    fit what one does, up to the order of float32 sums."""
+    X, y = _data()
+    options = dict(shared_centering="population", mi_alignment="mean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = CPVAE(**CFG, **options).fit(X, y)
+    ranks = _run_distributed(2, options)
+    assert [r.get("failure") for r in ranks] == [None, None]
+    expected = _weights(single)
+    assert "population_centre" in expected
+    for name, value in ranks[0]["weights"].items():
+        np.testing.assert_array_equal(ranks[1]["weights"][name], value, err_msg=name)
+        np.testing.assert_allclose(value, expected[name], rtol=0, atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(ranks[0]["loss"], single.loss_curve_, rtol=1e-5)
 
 
 def test_distributed_refusals_name_the_option(one_and_two):
