@@ -1003,7 +1003,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             Population k of each row, whose private encoder gives t. None (and no
             ``population_column``) runs the classifier first: t then comes from the
             private encoder of the population :meth:`predict` gives the row, at the cost
-            of its importance sampling. Unused when ``blocks="shared"``.
+            of its importance sampling. Unused when ``blocks="shared"``, unless
+            ``shared_centering="population"`` (the shared code then centres each row by
+            its population).
 
         Returns
         -------
@@ -1022,8 +1024,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     def get_latent_representation(self, X, populations=None, *, blocks="shared"):
         """Posterior means of the chosen code blocks, whatever the ``blocks`` parameter.
 
-        The shared code needs no population, so rows of a study never seen in
-        :meth:`fit` can be embedded with the default ``blocks="shared"``.
+        The shared code needs no population (unless ``shared_centering="population"``),
+        so rows of a study never seen in :meth:`fit` can be embedded with the default
+        ``blocks="shared"``.
 
         Parameters
         ----------
@@ -1031,7 +1034,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             Rows to encode.
         populations : array-like of shape (n_samples,), default=None
             Population of each row for the private code; None uses ``population_column``
-            when X holds it, else the predicted population. Unused for ``"shared"``.
+            when X holds it, else the predicted population. Unused for ``"shared"``,
+            unless ``shared_centering="population"``.
         blocks : {"shared", "private", "both"}, default="shared"
             Which codes to return, laid out as :meth:`transform` would.
 
