@@ -110,10 +110,23 @@ def machine_info(device="cpu"):
 
 
 def bare_training_step(
-    x, y, k, m, n_batches, hidden, mi_samples, precision="float32", n_shared=100, n_private=25
+    x,
+    y,
+    k,
+    m,
+    n_batches,
+    hidden,
+    mi_samples,
+    precision="float32",
+    n_shared=100,
+    n_private=25,
+    objective="paper",
+    standardize=False,
 ):
     """The estimator's training step in a plain closure: same module, balanced batches
     (M = ``m`` rows per population), exact or sub-sampled MI term and fused Adam, no sklearn.
+    ``objective`` and ``standardize`` are those of :func:`batch_terms` and
+    :class:`CPVAEModule`; pass the estimator's to time the same computation as its ``fit``.
 
     ``x`` (n, d) lives on the device; ``y`` (n,) are CPU population indices. Each call
     runs the next of ``n_batches`` pre-drawn minibatches, cycling.
@@ -129,6 +142,7 @@ def bare_training_step(
         "relu",
         "gaussian",
         torch.Generator().manual_seed(0),
+        standardize=standardize,
     ).to(dev)
     opt = torch.optim.Adam(module.parameters(), lr=1e-3, fused=True)
     members = [torch.nonzero(y == j).flatten() for j in range(k)]
@@ -153,7 +167,7 @@ def bare_training_step(
                 pops,
                 counts,
                 sizes,
-                objective="paper",
+                objective=objective,
                 mi_weight=1.0,
                 generator=gen,
                 balanced=True,

@@ -6,8 +6,11 @@ MNIST-shaped rows (784 features, hidden 512, n_shared 100, n_private 25, 800-row
 steps, exact MI term), the whole ``fit`` in fresh processes started the way ``torchrun``
 starts them (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT`` in the
 environment, one torch thread each): once alone, once as two ranks sharing every
-minibatch, and once alone with another seed. The two-rank fit should equal the one-rank
-fit up to the order of float32 sums, far closer than a change of seed moves the weights.
+minibatch, once alone on the same rows moved by one float32 ulp each, and once alone with
+another seed. The two ranks sum each gradient in another order than one process does (two
+half-minibatch sums, then the all-reduce), a change of float32 rounding only; the one-ulp
+fit shows how far training carries a change of that size. The two-rank fit should be as
+close to the one-rank fit as the one-ulp fit is, and far closer than a change of seed.
 Writes ``benchmarks/results/perf/speed_distributed.json``.
 """
 
@@ -29,7 +32,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, k, steps, epochs, seed, queue):
+def _worker(rank, world, port, k, steps, epochs, seed, queue, ulp=False):
     """One process of the launch: only the environment tells it about the others."""
     if world > 1:
         os.environ.update(
@@ -48,6 +51,8 @@ def _worker(rank, world, port, k, steps, epochs, seed, queue):
     out = {"rank": rank}
     try:
         x, y = make_data(BATCH * steps, k)
+        if ulp:
+            x = np.nextafter(x, np.float32(np.inf))
         out["fit_s"], est = time_fit(x, y, k, epochs, random_state=seed)
         out["epoch_s"] = [h["time"] for h in est.history_]
         out["rows_per_epoch"] = len(x)
@@ -62,13 +67,14 @@ def _worker(rank, world, port, k, steps, epochs, seed, queue):
     queue.put(out)
 
 
-def launch(world, k, steps, epochs, seed=0, timeout=600):
-    """Run the fit on ``world`` fresh processes; their results, by rank."""
+def launch(world, k, steps, epochs, seed=0, timeout=600, ulp=False):
+    """Run the fit on ``world`` fresh processes; their results, by rank. ``ulp`` moves
+    every entry of X one float32 ulp up."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     port = _free_port()
     procs = [
-        ctx.Process(target=_worker, args=(r, world, port, k, steps, epochs, seed, queue))
+        ctx.Process(target=_worker, args=(r, world, port, k, steps, epochs, seed, queue, ulp))
         for r in range(world)
     ]
     for p in procs:
@@ -90,15 +96,21 @@ def _max_diff(a, b):
     return max(float(np.abs(a[n] - b[n]).max()) for n in a)
 
 
+def _median_diff(a, b):
+    return float(np.median(np.concatenate([np.abs(a[n] - b[n]).ravel() for n in a])))
+
+
 def _rate(r):
     return r["rows_per_epoch"] / statistics.median(r["epoch_s"][1:])
 
 
 def measure(k=2, steps=6, epochs=3):
     """Throughput of 1 and 2 processes and how far the 2-process fit is from the 1-process
-    one (weights, losses, ``predict_proba``), next to the distance another seed makes."""
+    one (weights, losses, ``predict_proba``), next to the distances that moving X by one
+    ulp and another seed make."""
     (one,) = launch(1, k, steps, epochs)
     two = launch(2, k, steps, epochs)
+    (one_ulp,) = launch(1, k, steps, epochs, ulp=True)
     (other_seed,) = launch(1, k, steps, epochs, seed=1)
     w1, w2 = one["weights"], two[0]["weights"]
     return dict(
@@ -113,6 +125,12 @@ def measure(k=2, steps=6, epochs=3):
             np.array_equal(two[1]["weights"][n], v) for n, v in two[0]["weights"].items()
         ),
         max_weight_diff_1_vs_2=_max_diff(w1, w2),
+        max_weight_diff_1_vs_ulp=_max_diff(w1, one_ulp["weights"]),
+        median_weight_diff_1_vs_2=_median_diff(w1, w2),
+        median_weight_diff_1_vs_ulp=_median_diff(w1, one_ulp["weights"]),
+        max_loss_rel_diff_1_vs_ulp=max(
+            abs(a - b) / abs(b) for a, b in zip(one_ulp["loss"], one["loss"], strict=True)
+        ),
         max_weight_diff_seed_0_vs_1=_max_diff(w1, other_seed["weights"]),
         max_loss_rel_diff_1_vs_2=max(
             abs(a - b) / abs(b) for a, b in zip(two[0]["loss"], one["loss"], strict=True)
@@ -135,6 +153,7 @@ def main():
         f"K={args.k}: 1 process {res['one_rank']['rows_per_s']:.0f} rows/s, 2 processes "
         f"{res['two_ranks'][0]['rows_per_s']:.0f} rows/s ({res['two_over_one_rate']:.2f}x); "
         f"max |w_2 - w_1| {res['max_weight_diff_1_vs_2']:.2g} against "
+        f"{res['max_weight_diff_1_vs_ulp']:.2g} for X moved by one ulp and "
         f"{res['max_weight_diff_seed_0_vs_1']:.2g} for another seed; ranks bitwise equal "
         f"{res['ranks_bitwise_equal']}",
         flush=True,

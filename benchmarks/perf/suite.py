@@ -19,8 +19,9 @@ One process tree, one torch thread, CPU. In this order:
    the peak resident memory (``benchmarks/perf/out_of_core.py`` in a child process on a
    file generated into a temporary directory and deleted after); the full mode also
    lists the separately measured 20 GB run from its result file;
-5. the 2-process gloo fit against the 1-process fit of the same seed
-   (:func:`benchmarks.perf.distributed_fit.measure`).
+5. the 2-process gloo fit against the 1-process fit of the same seed, next to a 1-process
+   fit on X moved by one float32 ulp (how far training carries a rounding-sized change)
+   and one with another seed (:func:`benchmarks.perf.distributed_fit.measure`).
 
 Prints one table (figure, measured, target, met) and writes it, every measurement behind
 it, the load average before and after and the hardware record to
@@ -222,7 +223,10 @@ def out_of_core(s, mode):
 
 def distributed(steps):
     res = distributed_fit.measure(2, steps, 3)
-    same = res["max_weight_diff_1_vs_2"] < 1e-3 * res["max_weight_diff_seed_0_vs_1"]
+    # "The same result up to floating-point reduction order": the two ranks' fit is no
+    # farther from one process's than a one-ulp change of X carries the weights, to
+    # within an order of magnitude.
+    same = res["max_weight_diff_1_vs_2"] <= 10 * res["max_weight_diff_1_vs_ulp"]
     rate = res["two_over_one_rate"]
     return res, [
         row(
@@ -236,10 +240,11 @@ def distributed(steps):
         row(
             "2 processes vs 1, same seed: largest weight difference",
             res["max_weight_diff_1_vs_2"],
-            f"{res['max_weight_diff_1_vs_2']:.1e} (another seed: "
+            f"{res['max_weight_diff_1_vs_2']:.1e} (X one ulp up: "
+            f"{res['max_weight_diff_1_vs_ulp']:.1e}; another seed: "
             f"{res['max_weight_diff_seed_0_vs_1']:.2f}; ranks equal bitwise: "
             f"{res['ranks_bitwise_equal']})",
-            "< 1e-3 x another seed's",
+            "<= 10 x the one-ulp fit's",
             bool(same and res["ranks_bitwise_equal"]),
         ),
     ]
