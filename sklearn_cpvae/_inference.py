@@ -52,6 +52,29 @@ def chunks(n, bytes_per_row):
     return [slice(i, i + size) for i in range(0, n, size)]
 
 
+def grouped_chunks(populations, n_groups, bytes_per_row):
+    """Row slices for a pass that lays each slice out as a padded (K, m, ...) block
+    (:func:`~sklearn_cpvae._nn.group_rows`): its temporaries are about ``(2 n + K m)``
+    rows of ``bytes_per_row``, m the slice's largest population. Assuming the worst
+    (one population per slice, K m = K n) makes every slice K times smaller than the
+    memory needs when the populations are mixed, and a batched GEMM with few rows per
+    network runs far below the GEMM rate; so the slices start at the mixed case's size
+    and shrink, in proportion to the excess, until every one fits."""
+    n = len(populations)
+    rows = max(1, int(CHUNK_BYTES // max(1, bytes_per_row)))
+    worst = max(1, rows // (2 + n_groups))
+    pops = np.asarray(populations, dtype=np.int64)
+    size = max(worst, rows // 3)
+    while size > worst:
+        slices = [slice(i, i + size) for i in range(0, n, size)]
+        largest = max((int(np.bincount(pops[sl]).max()) for sl in slices), default=0)
+        need = 2 * size + n_groups * largest
+        if need <= rows:
+            return slices
+        size = max(worst, min(size - 1, size * rows // need))
+    return [slice(i, i + worst) for i in range(0, n, worst)]
+
+
 def _width(module, X):
     return max(list(module.hidden_layer_sizes) + [X.shape[1]])
 
@@ -68,10 +91,13 @@ def encode(
     """
     module, device, tdtype = inference_module(module, device, X.dtype)
     n_pop = module.n_populations
-    per_row = 8 * _width(module, X) * (2 + (populations is not None) * n_pop)
+    if populations is None:
+        slices = chunks(X.shape[0], 16 * _width(module, X))
+    else:
+        slices = grouped_chunks(populations, n_pop, 8 * _width(module, X))
     shared, private, pvar = [], [], []
     with torch.inference_mode():
-        for sl in chunks(X.shape[0], per_row):
+        for sl in slices:
             # The chunk is a copy of its own: standardised in place, once for either encoder.
             xb = module.standardize_rows(to_tensor(X[sl], device, X.dtype), inplace=True)
             if populations is None:

@@ -65,6 +65,34 @@ def test_inference_chunking_does_not_change_results(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("layout", ["mixed", "sorted", "one_dominant"])
+def test_grouped_chunks_cover_the_rows_within_the_budget(layout, monkeypatch):
+    """Slices for a padded (K, m, ...) pass: every row once, in order, and each slice's
+    (2 n + K m) rows within the budget; mixed populations get slices K times larger than
+    one population per slice would allow."""
+    import sklearn_cpvae._inference as inference
+
+    k, n = 50, 5000
+    pops = {
+        "mixed": np.arange(n) % k,
+        "sorted": np.repeat(np.arange(k), n // k),
+        "one_dominant": np.where(np.arange(n) % 10 == 0, np.arange(n) % k, 0),
+    }[layout]
+    monkeypatch.setattr(inference, "CHUNK_BYTES", 10_000 * 8)
+    budget = 10_000  # rows of 8 bytes
+    slices = inference.grouped_chunks(pops, k, 8)
+    covered = np.concatenate([np.arange(n)[sl] for sl in slices])
+    np.testing.assert_array_equal(covered, np.arange(n))
+    for sl in slices:
+        part = pops[sl]
+        assert 2 * len(part) + k * np.bincount(part).max() <= budget
+    worst_case = budget // (2 + k)  # rows per slice when each slice holds one population
+    largest = max(sl.stop - sl.start for sl in slices)
+    assert largest >= worst_case
+    if layout == "mixed":  # (2 + 1) rows per row: within a factor 2 of budget / 3
+        assert largest >= budget // 6
+
+
 def test_encoding_leaves_the_callers_rows_unchanged(fitted, populations_data):
     """Each chunk is standardised in place, on its own copy: a float32 C-ordered X (the
     input a zero-copy conversion would alias) stays as it was, and the codes are those of
