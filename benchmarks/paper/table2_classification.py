@@ -174,7 +174,13 @@ def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=Non
         n_importance_samples=cfg["n_importance_samples"],
         device=device,
         random_state=seed,
-        **C.variant_params(variant, cfg["max_iter"], *schedule, cfg.get("objective", "paper")),
+        **C.variant_params(
+            variant,
+            cfg["max_iter"],
+            *schedule,
+            objective=cfg.get("objective", "paper"),
+            as_given=cfg.get("as_given", False),
+        ),
     )
 
 
@@ -231,7 +237,7 @@ def main():
         )
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
-    cfg = dict(QUICK if args.quick else FULL, objective=args.objective)
+    cfg = dict(QUICK if args.quick else FULL, objective=args.objective, as_given=args.as_given)
     if args.train_per_class is not None:
         cfg["n_train_per_class"] = args.train_per_class
     results = {}
