@@ -82,6 +82,22 @@ class DiskRows:
         return np.asarray(self.X[:], dtype=dtype or self.dtype)
 
 
+def column_range(X, block_rows=8192):
+    """Smallest and largest value of each column of X as float32 sees it, NaN skipped
+    (a sparse X's implicit zeros count), one block of rows at a time."""
+    if sp.issparse(X):
+        X = sp.csr_matrix(X, dtype=np.float32)
+        X = sp.csr_matrix((np.nan_to_num(X.data), X.indices, X.indptr), shape=X.shape)
+        return X.min(axis=0).toarray().ravel(), X.max(axis=0).toarray().ravel()
+    lo = np.full(X.shape[1], np.inf)
+    hi = np.full(X.shape[1], -np.inf)
+    for block in row_blocks(X, block_rows):
+        block = block.astype(np.float32)
+        lo = np.fmin(lo, np.nanmin(block, 0, initial=np.inf))
+        hi = np.fmax(hi, np.nanmax(block, 0, initial=-np.inf))
+    return lo, hi
+
+
 def row_blocks(X, block_rows=8192):
     """Consecutive blocks of rows of a dense ``X`` (an ndarray, a memory map or
     :class:`DiskRows`) as numpy arrays, so that a pass over X holds one block at a time."""

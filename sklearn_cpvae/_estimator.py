@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn_cpvae import _inference, _persistence
 from sklearn_cpvae._cv import check_known_populations
 from sklearn_cpvae._data import on_disk
-from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
+from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood, standardization_hint
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._new_populations import add_populations
 from sklearn_cpvae._nn import ACTIVATIONS
@@ -604,6 +604,10 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self._fit_private_aggregate(X, y_idx)
         self.fit_info_ = fit_info(device, seeds, self.random_state)
         if outcome.diverged is not None:
+            if self.module_.standardize:
+                exc = outcome.diverged
+                loc, scale = (b.numpy() for b in (self.module_.x_loc, self.module_.x_scale))
+                exc.args = (exc.args[0] + standardization_hint(X, loc, scale),)
             raise outcome.diverged
         if result.interrupted:
             warnings.warn(

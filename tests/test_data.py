@@ -165,3 +165,24 @@ def test_on_disk_X_with_bad_values_is_rejected(tmp_path):
     X[33, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         CPVAE(n_shared=1, n_private=1).fit(_h5py_rows(tmp_path, X), np.arange(40) % 2)
+
+
+def test_column_range_skips_nan_counts_implicit_zeros_and_reads_blocks(tmp_path):
+    import scipy.sparse as sp
+
+    from sklearn_cpvae._data import column_range
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 3))
+    X[4, 1] = np.nan
+    lo, hi = column_range(X, block_rows=7)
+    np.testing.assert_allclose(lo, np.nanmin(X.astype(np.float32), 0))
+    np.testing.assert_allclose(hi, np.nanmax(X.astype(np.float32), 0))
+    S = sp.random(40, 5, density=0.2, random_state=0, format="csr")
+    lo, hi = column_range(S)
+    np.testing.assert_allclose(lo, S.toarray().min(0))
+    np.testing.assert_allclose(hi, S.toarray().max(0))
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    lo_m, hi_m = column_range(np.load(path, mmap_mode="r"), block_rows=9)
+    np.testing.assert_array_equal(hi_m, column_range(X)[1])
