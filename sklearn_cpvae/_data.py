@@ -82,22 +82,6 @@ class DiskRows:
         return np.asarray(self.X[:], dtype=dtype or self.dtype)
 
 
-def column_range(X, block_rows=8192):
-    """Smallest and largest value of each column of X as float32 sees it, NaN skipped
-    (a sparse X's implicit zeros count), one block of rows at a time."""
-    if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.float32)
-        X = sp.csr_matrix((np.nan_to_num(X.data), X.indices, X.indptr), shape=X.shape)
-        return X.min(axis=0).toarray().ravel(), X.max(axis=0).toarray().ravel()
-    lo = np.full(X.shape[1], np.inf)
-    hi = np.full(X.shape[1], -np.inf)
-    for block in row_blocks(X, block_rows):
-        block = block.astype(np.float32)
-        lo = np.fmin(lo, np.nanmin(block, 0, initial=np.inf))
-        hi = np.fmax(hi, np.nanmax(block, 0, initial=-np.inf))
-    return lo, hi
-
-
 def row_blocks(X, block_rows=8192):
     """Consecutive blocks of rows of a dense ``X`` (an ndarray, a memory map or
     :class:`DiskRows`) as numpy arrays, so that a pass over X holds one block at a time."""
@@ -188,8 +172,10 @@ def training_tensor(X, device, rows=None):
     return out
 
 
-def column_moments(X, block_rows=8192):
-    """Mean and variance of each column of X as float32 sees it, NaN entries skipped.
+def column_moments(X, block_rows=8192, with_range=False):
+    """Mean and variance of each column of X as float32 sees it, NaN entries skipped;
+    with ``with_range`` also each column's smallest and largest value (a sparse X's
+    implicit zeros count): ``(mean, var[, lo, hi])``.
 
     Values are rounded to float32 first (training's view of X, so float32 and float64
     inputs give identical results) and summed in float64, block by block: neither a dense
@@ -199,6 +185,8 @@ def column_moments(X, block_rows=8192):
     total = np.zeros(n_cols)
     total_sq = np.zeros(n_cols)
     count = np.zeros(n_cols)
+    lo = np.full(n_cols, np.inf)
+    hi = np.full(n_cols, -np.inf)
     if sp.issparse(X):
         X = sp.csr_matrix(X)
         data = np.nan_to_num(X.data.astype(np.float32).astype(np.float64))
@@ -206,14 +194,20 @@ def column_moments(X, block_rows=8192):
         total = np.asarray(X.sum(axis=0)).ravel()
         total_sq = np.asarray(X.multiply(X).sum(axis=0)).ravel()
         count[:] = X.shape[0]
+        if with_range:
+            lo, hi = X.min(axis=0).toarray().ravel(), X.max(axis=0).toarray().ravel()
     else:
         for block in row_blocks(X, block_rows):
             block = block.astype(np.float32).astype(np.float64)
             observed = ~np.isnan(block)
+            if with_range:
+                lo = np.fmin(lo, np.nanmin(block, 0, initial=np.inf))
+                hi = np.fmax(hi, np.nanmax(block, 0, initial=-np.inf))
             block = np.where(observed, block, 0.0)
             total += block.sum(0)
             total_sq += (block * block).sum(0)
             count += observed.sum(0)
     count = np.maximum(count, 1)
     mean = total / count
-    return mean, np.maximum(total_sq / count - mean**2, 0.0)
+    var = np.maximum(total_sq / count - mean**2, 0.0)
+    return (mean, var, lo, hi) if with_range else (mean, var)

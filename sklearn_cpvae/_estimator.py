@@ -22,7 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn_cpvae import _inference, _persistence
 from sklearn_cpvae._cv import check_known_populations
 from sklearn_cpvae._data import on_disk
-from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood, standardization_hint
+from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
 from sklearn_cpvae._module import CPVAEModule
 from sklearn_cpvae._new_populations import add_populations
 from sklearn_cpvae._nn import ACTIVATIONS
@@ -176,7 +176,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     standardize : bool, default=True
         For ``likelihood="gaussian"``: model each feature centred and scaled by its
         training mean and standard deviation (constant features keep scale 1), so that
-        the encoders' inputs and the isotropic Psi do not depend on the units of X.
+        the encoders' inputs and the isotropic Psi do not depend on the units of X. A
+        feature with training values more than 20 standard deviations from its mean
+        (rare values of a near-constant feature, such as an image's border pixel) is
+        scaled so that the furthest sits at 20, where it no longer dominates the
+        likelihood.
         Every output stays in the units of X: :meth:`inverse_transform` and
         :meth:`sample` map back, and :meth:`score_samples` is the density of X itself
         (it includes the ``-sum(log scale)`` Jacobian). False models X as given (the
@@ -604,10 +608,6 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self._fit_private_aggregate(X, y_idx)
         self.fit_info_ = fit_info(device, seeds, self.random_state)
         if outcome.diverged is not None:
-            if self.module_.standardize:
-                exc = outcome.diverged
-                loc, scale = (b.numpy() for b in (self.module_.x_loc, self.module_.x_scale))
-                exc.args = (exc.args[0] + standardization_hint(X, loc, scale),)
             raise outcome.diverged
         if result.interrupted:
             warnings.warn(

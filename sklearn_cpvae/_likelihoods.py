@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from sklearn_cpvae._data import column_moments, column_range, row_blocks
+from sklearn_cpvae._data import column_moments, row_blocks
 from sklearn_cpvae._sparse import row_totals
 
 LOG_2PI = math.log(2 * math.pi)
@@ -88,6 +88,14 @@ class Likelihood:
         raise NotImplementedError
 
 
+# Where standardisation stops: a training value this many standard deviations from its
+# feature's mean is no Gaussian's (a sample of 1e9 rows reaches about 6), and a
+# population of 0.25 % of the rows sits about 20 from the pooled mean. Rare values of a
+# near-constant feature (a pixel of an image's border) reach sqrt(n): 245 on MNIST's
+# 60,000 rows, where the isotropic Psi then charges thousands of nats for one pixel.
+EXTREME_STANDARDIZED = 20.0
+
+
 class Gaussian(Likelihood):
     """Mean ``out`` and isotropic covariance ``exp(log_psi) I`` (the paper's Psi)."""
 
@@ -119,41 +127,20 @@ class Gaussian(Likelihood):
     def standardization(self, X):
         """``(loc, scale, bias, log_psi)``: each feature's mean and standard deviation
         (1 for a constant feature, as :class:`~sklearn.preprocessing.StandardScaler`
-        does), and the start values of f_s's bias and of Psi in standardised units."""
-        mean, var = column_moments(X)
+        does), and the start values of f_s's bias and of Psi in standardised units.
+        A feature whose training values reach more than :data:`EXTREME_STANDARDIZED`
+        standard deviations from its mean gets the larger scale that puts its furthest
+        value at that distance."""
+        mean, var, lo, hi = column_moments(X, with_range=True)
         std = np.sqrt(np.maximum(var, 0.0))
         # A constant column (up to float32 round-off of its values) keeps scale 1.
         constant = ~(std > 1e-6 * np.maximum(np.abs(mean), 1e-30))
         scale = np.where(constant | ~np.isfinite(std), 1.0, std)
+        with np.errstate(invalid="ignore"):
+            reach = np.fmax(np.abs(hi - mean), np.abs(lo - mean)) / scale
+        scale = scale * np.where(constant, 1.0, np.maximum(1.0, reach / EXTREME_STANDARDIZED))
         var_std = np.where(constant, 0.0, var / scale**2)
         return mean, scale, np.zeros_like(mean), float(np.log(max(np.mean(var_std), 1e-6)))
-
-
-# A standardised training value this far from its feature's mean is no Gaussian's: a
-# sample of 1e9 rows reaches about 6 standard deviations, and a population that makes up
-# 0.25 % of the rows sits about 20 from the pooled mean. Rare values of a near-constant
-# feature (a pixel of an image's border) reach sqrt(n): 245 on MNIST's 60,000 rows.
-EXTREME_STANDARDIZED = 20.0
-
-
-def standardization_hint(X, loc, scale):
-    """A sentence for a divergence message when per-feature standardisation made some
-    training values extreme (see :data:`EXTREME_STANDARDIZED`), else ``""``."""
-    lo, hi = column_range(X)
-    with np.errstate(invalid="ignore"):
-        reach = np.fmax(np.abs(hi - loc), np.abs(lo - loc)) / scale
-    extreme = reach > EXTREME_STANDARDIZED
-    if not extreme.any():
-        return ""
-    n = int(extreme.sum())
-    return (
-        f" {n} of the {len(reach)} features {'reaches' if n == 1 else 'reach'} more than "
-        f"{EXTREME_STANDARDIZED:g} standard deviations from their mean in some training row "
-        f"(largest {np.nanmax(reach):.0f}): standardize=True scales rare values of "
-        "near-constant features, such as an image's border pixels, into outliers that "
-        "dominate the Gaussian likelihood. For images pass standardize=False (pixels "
-        "share one unit) or likelihood='bernoulli'."
-    )
 
 
 class Bernoulli(Likelihood):

@@ -142,3 +142,26 @@ def test_missing_mask_fits_and_predicts_with_nan():
     # A row with every entry missing is still accepted (its likelihood term is 0).
     allnan = np.full((1, X.shape[1]), np.nan)
     assert np.isfinite(masked.transform(allnan, ["a"])).all()
+
+
+def test_standardization_stops_at_twenty_standard_deviations():
+    """A near-constant feature's rare value (an image's border pixel) would sit sqrt(n)
+    standard deviations out; its scale grows until the furthest value sits at 20. Other
+    features keep their standard deviation exactly, and the rule has no unit: rescaling
+    or shifting X rescales the scales and leaves the standardised values."""
+    from sklearn_cpvae._likelihoods import EXTREME_STANDARDIZED, get_likelihood
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(900, 4)) * [1.0, 3.0, 1e3, 1.0]
+    X[:, 3] = 0.0
+    X[3, 3] = 1.0  # sqrt(899) = 30 standard deviations out
+    gauss = get_likelihood("gaussian")
+    loc, scale, _, _ = gauss.standardization(X)
+    np.testing.assert_allclose(scale[:3], X[:, :3].astype(np.float32).std(0), rtol=1e-6)
+    reach = np.abs(X - loc).max(0) / scale
+    assert reach[:3].max() < EXTREME_STANDARDIZED
+    np.testing.assert_allclose(reach[3], EXTREME_STANDARDIZED, rtol=1e-6)
+    loc2, scale2, _, _ = gauss.standardization(X * 1e-3 + 5.0)
+    np.testing.assert_allclose(scale2, scale * 1e-3, rtol=1e-4)
+    est = CPVAE(**{**SMALL, "max_iter": 2}).fit(X, np.repeat(["a", "b"], 450))
+    np.testing.assert_allclose(est.module_.x_scale.numpy(), scale, rtol=1e-6)
