@@ -167,7 +167,8 @@ def test_on_disk_X_with_bad_values_is_rejected(tmp_path):
         CPVAE(n_shared=1, n_private=1).fit(_h5py_rows(tmp_path, X), np.arange(40) % 2)
 
 
-def test_column_range_skips_nan_counts_implicit_zeros_and_reads_blocks(tmp_path):
+def test_column_moments_range_skips_nan_counts_implicit_zeros_and_reads_blocks(tmp_path):
+    """``column_moments(with_range=True)``: the extremes Gaussian standardisation stops at."""
     import scipy.sparse as sp
 
     from sklearn_cpvae._data import column_moments
@@ -188,5 +189,5 @@ def test_column_range_skips_nan_counts_implicit_zeros_and_reads_blocks(tmp_path)
     np.testing.assert_allclose(hi, S.toarray().max(0))
     path = tmp_path / "X.npy"
     np.save(path, X)
-    lo_m, hi_m = column_range(np.load(path, mmap_mode="r"), block_rows=9)
+    _, hi_m = column_range(np.load(path, mmap_mode="r"), block_rows=9)
     np.testing.assert_array_equal(hi_m, column_range(X)[1])
