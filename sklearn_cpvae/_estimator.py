@@ -50,6 +50,7 @@ from sklearn_cpvae._validation import (
     check_validation_split,
     finite_mode,
     hidden_sizes,
+    image_layout,
     is_anndata,
     population_index,
     private_gate,
@@ -103,6 +104,20 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Hidden layers of every encoder; decoders mirror them.
     activation : {"relu", "tanh", "elu", "gelu", "softplus", "leaky_relu"}, default="relu"
         Hidden-layer nonlinearity.
+    image_shape : None or tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` of the images that the rows
+        of X hold, flattened in height, width, channel order (the layout of
+        :func:`~sklearn_cpvae.datasets.fetch_celeba_subset` and the other image
+        loaders). When set, every encoder is convolutional: one 4 x 4 convolution of
+        stride 2 per entry of ``conv_channels``, then the dense layers of
+        ``hidden_layer_sizes``; every decoder mirrors it with transposed convolutions
+        and a bias per pixel. ``None`` keeps multilayer perceptrons. Not combined with
+        ``mi_alignment="mean"``, which moves rows in the first layer of an MLP.
+        :doc:`The model guide </model>` compares the two on images.
+    conv_channels : tuple of int, default=(32, 64)
+        Output channels of the encoders' stride-2 convolutions, in order (the decoders
+        run them in reverse); each halves the height and the width, which must be
+        divisible by ``2 ** len(conv_channels)``. Used only with ``image_shape``.
     objective : {"elbo_mi", "paper", "elbo"}, default="elbo_mi"
         ``"elbo_mi"``: the ELBO of eq. 3 minus ``alpha * KL(q_k(t|x_j) || N(0, I))``
         for the rows of every other population j (the MI bound of eq. 6): eq. 10 with
@@ -389,6 +404,18 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     (3, 3)
     >>> model.predict(X[:2])
     array(['case', 'case'], dtype='<U7')
+
+    Rows that are flattened images (here 8 x 8, one channel) can use convolutional
+    encoders and decoders:
+
+    >>> images = rng.random((200, 64))
+    >>> images[y == "case", :8] += 1.0  # a bright top row in one population
+    >>> conv = CPVAE(n_shared=2, n_private=1, hidden_layer_sizes=(16,), image_shape=(8, 8),
+    ...              conv_channels=(4, 8), max_iter=30, n_importance_samples=8,
+    ...              random_state=0).fit(images, y)
+    >>> conv.inverse_transform(conv.transform(images[:2], populations=y[:2]),
+    ...                        populations=y[:2]).shape
+    (2, 64)
     """
 
     _parameter_constraints: dict = {
@@ -397,6 +424,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "likelihood": [StrOptions(set(LIKELIHOODS))],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "image_shape": [None, "array-like"],
+        "conv_channels": ["array-like"],
         "objective": [StrOptions({"elbo_mi", "paper", "elbo"}), Hidden(StrOptions({"mi"}))],
         "mi_weight": [Interval(Real, 0, None, closed="left")],
         "mi_anneal_epochs": [Interval(Integral, 0, None, closed="left")],
@@ -441,6 +470,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         likelihood="gaussian",
         hidden_layer_sizes=(256,),
         activation="relu",
+        image_shape=None,
+        conv_channels=(32, 64),
         objective="elbo_mi",
         mi_weight=1.0,
         mi_anneal_epochs=0,
@@ -481,6 +512,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.likelihood = likelihood
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
         self.objective = objective
         self.mi_weight = mi_weight
         self.mi_anneal_epochs = mi_anneal_epochs
@@ -560,7 +593,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                     f"warm_start=True but y has populations {classes.tolist()}, "
                     f"while the model was fitted on {self.classes_.tolist()}."
                 )
-            check_same_networks(self.module_.signature(), self._network_params(gate))
+            check_same_networks(self.module_.signature(), self._network_params(gate, X.shape[1]))
         else:
             self.classes_ = classes
             self.n_iter_ = 0
@@ -777,6 +810,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         warn_non_integer_counts(X, self.likelihood, get_likelihood(self.likelihood).counts, 4)
         gate = private_gate(self.no_private_populations, classes)
         check_latent_sizes(self.n_shared, self.n_private, X.shape[1])
+        if image_layout(self.image_shape, self.conv_channels, X.shape[1]) and self._mi_alignment():
+            raise ValueError(
+                'mi_alignment="mean" cannot be combined with image_shape: it moves rows '
+                "through the first layer of an MLP encoder. Pass image_shape=None or "
+                'mi_alignment="none".'
+            )
         if self.objective != "elbo" and self.mi_anneal_epochs > self.max_iter:
             warnings.warn(
                 f"mi_anneal_epochs={self.mi_anneal_epochs} is longer than max_iter="
@@ -810,10 +849,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             return self.private_prior
         return "aggregate" if self.objective in ("paper", "mi") else "standard"
 
-    def _network_params(self, gate):
+    def _network_params(self, gate, n_features):
         """The parameters that shape the networks, as :meth:`CPVAEModule.signature` reads
         them off a module (from the parameters, without building a second set)."""
         lik = get_likelihood(self.likelihood)
+        image = image_layout(self.image_shape, self.conv_channels, n_features)
         return {
             "n_shared": self.n_shared,
             "n_private": self.n_private,
@@ -828,6 +868,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             "shared_adversary": float(self.shared_adversary) > 0,
             "shared_centering": self.shared_centering == "population",
             "mi_alignment": self._mi_alignment(),
+            "image_shape": None if image is None else list(image[0]),
+            "conv_channels": None if image is None else image[1],
         }
 
     def _build_module(self, n_features, gate, seed, *, adversary=True):
@@ -852,6 +894,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             shared_adversary=adversary and float(self.shared_adversary) > 0,
             shared_centering=self.shared_centering == "population",
             mi_alignment=self._mi_alignment(),
+            **_image_args(image_layout(self.image_shape, self.conv_channels, n_features)),
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -1380,6 +1423,11 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+def _image_args(image):
+    """``image_shape`` and ``conv_channels`` of :class:`CPVAEModule` from a layout."""
+    return {} if image is None else {"image_shape": image[0], "conv_channels": image[1]}
+
+
 def _start_networks(est, X, y_idx, gate, seed):
     """New networks with the decoder (and Psi) started at the data's scale, and the
     reference library size (1.0 unless a count likelihood uses ``library_size``)."""
@@ -1398,7 +1446,7 @@ def _start_networks(est, X, y_idx, gate, seed):
     with torch.no_grad():
         if log_psi is not None:
             module.log_psi.fill_(log_psi)
-        module.dec_shared.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
+        module.dec_shared.output_bias.add_(torch.as_tensor(bias, dtype=torch.float32))
         if module.shared_centering or module.mi_alignment:
             module.population_centre.copy_(_inference.population_centres(module, X, y_idx))
     return module, library_ref

@@ -76,7 +76,7 @@ def grouped_chunks(populations, n_groups, bytes_per_row):
 
 
 def _width(module, X):
-    return max(list(module.hidden_layer_sizes) + [X.shape[1]])
+    return max(module.layer_width, X.shape[1])
 
 
 def encode(
@@ -163,8 +163,8 @@ def decode(module, device, codes, *, z_cols=None, t_cols=None, populations=None)
     """Mean of p(x | z, t) from codes: ``f_s(z)`` (``z_cols``), ``f_k(t)`` (``t_cols``, with
     each row's population) or their sum when both are given; as numpy in codes' dtype."""
     module, device, tdtype = inference_module(module, device, codes.dtype)
-    n_features = module.dec_shared.weights[-1].shape[-1]
-    per_row = 8 * codes.itemsize * (n_features + max(module.hidden_layer_sizes))
+    n_features = module.n_features
+    per_row = 8 * codes.itemsize * (n_features + module.layer_width)
     out = []
     with torch.inference_mode():
         for sl in chunks(len(codes), per_row):
@@ -231,7 +231,7 @@ def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_
     gen = torch.Generator().manual_seed(seed)
     t_mean = torch.as_tensor(t_mean, dtype=tdtype, device=device)
     t_std = torch.as_tensor(np.sqrt(t_var), dtype=tdtype, device=device)
-    n_features = module.dec_shared.weights[-1].shape[-1]
+    n_features = module.n_features
     per_row = 8 * X.dtype.itemsize * (n_features * (1 + len(targets)) + _width(module, X))
     with torch.inference_mode():
         for sl in chunks(X.shape[0], per_row):

@@ -10,6 +10,7 @@ it through the methods below.
 import torch
 from torch import nn
 
+from sklearn_cpvae._conv import decoder, encoder, layer_width
 from sklearn_cpvae._likelihoods import get_likelihood
 from sklearn_cpvae._nn import StackedMLP, gaussian_head, group_rows, scatter_to_groups
 
@@ -41,6 +42,8 @@ class CPVAEModule(nn.Module):
         shared_adversary=False,
         shared_centering=False,
         mi_alignment=False,
+        image_shape=None,
+        conv_channels=None,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -49,17 +52,21 @@ class CPVAEModule(nn.Module):
         self.n_shared = n_shared
         self.n_private = n_private
         self.hidden_layer_sizes = hidden
+        self.n_features = n_features
         self.likelihood = likelihood
         self.lik = get_likelihood(likelihood)
-        mk = StackedMLP
-        self.enc_shared = mk(1, [n_features, *hidden, 2 * n_shared], activation, generator)
-        self.dec_shared = mk(1, [n_shared, *dec_hidden, n_features], activation, generator)
-        self.enc_private = mk(
-            n_populations, [n_features, *hidden, 2 * n_private], activation, generator
+        # (height, width, channels) and the convolution widths with ``image_shape``;
+        # without, every network is a StackedMLP.
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.conv_channels = None if image_shape is None else list(conv_channels)
+        self._image = image = (
+            None if image_shape is None else (self.image_shape, self.conv_channels)
         )
-        self.dec_private = mk(
-            n_populations, [n_private, *dec_hidden, n_features], activation, generator
-        )
+        d, k = n_features, n_populations
+        self.enc_shared = encoder(1, d, hidden, 2 * n_shared, activation, generator, image)
+        self.dec_shared = decoder(1, n_shared, dec_hidden, d, activation, generator, image)
+        self.enc_private = encoder(k, d, hidden, 2 * n_private, activation, generator, image)
+        self.dec_private = decoder(k, n_private, dec_hidden, d, activation, generator, image)
         # log of the isotropic variance Psi (eq. 1); unused by the Bernoulli likelihood.
         self.log_psi = nn.Parameter(torch.zeros(()))
         # Per-feature NB inverse dispersion theta = exp(log_theta); unused otherwise.
@@ -98,16 +105,21 @@ class CPVAEModule(nn.Module):
         # built last so that every other network starts from the weights it has without it.
         self.adversary = None
         if shared_adversary:
-            self.adversary = mk(
+            self.adversary = StackedMLP(
                 1, [n_shared, ADVERSARY_HIDDEN, n_populations], activation, generator
             )
+
+    @property
+    def layer_width(self):
+        """The widest hidden activation of one network on one row, for sizing chunks."""
+        return layer_width(self.hidden_layer_sizes, self._image)
 
     def signature(self):
         """The estimator parameters this module was built with, read off the module."""
         return {
             "n_shared": self.n_shared,
             "n_private": self.n_private,
-            "hidden_layer_sizes": [w.shape[-1] for w in self.enc_shared.weights[:-1]],
+            "hidden_layer_sizes": self.enc_shared.hidden_sizes,
             "activation": self.enc_shared.activation,
             "likelihood": self.likelihood,
             "missing": self.mask_missing,
@@ -118,6 +130,8 @@ class CPVAEModule(nn.Module):
             "shared_adversary": self.adversary is not None,
             "shared_centering": self.shared_centering,
             "mi_alignment": self.mi_alignment,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "conv_channels": self.conv_channels,
         }
 
     def _standardized(self, x, inplace=False):

@@ -162,17 +162,17 @@ def _copy_shared_networks(source, target):
 
 def _merge_private_networks(old, new, target, order):
     """``target``'s private networks are ``old``'s K slices then ``new``'s M slices,
-    reordered by ``order`` (stacked weights: the first layer stacks networks on axis 1,
-    the others and every bias on axis 0, see :class:`~sklearn_cpvae._nn.StackedMLP`)."""
+    reordered by ``order``, along the axis that stacks each parameter's networks
+    (``stack_axes`` of :class:`~sklearn_cpvae._nn.StackedMLP` and the convolutional
+    stacks)."""
     order = torch.as_tensor(order)
     with torch.no_grad():
         for name in ("enc_private", "dec_private"):
             a, b, t = getattr(old, name), getattr(new, name), getattr(target, name)
-            for i, (wa, wb, wt) in enumerate(zip(a.weights, b.weights, t.weights)):
-                axis = 1 if i == 0 else 0
-                wt.copy_(torch.cat([wa, wb], axis).index_select(axis, order))
-            for ba, bb, bt in zip(a.biases, b.biases, t.biases):
-                bt.copy_(torch.cat([ba, bb], 0).index_select(0, order))
+            pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+            for key, pt in t.named_parameters():
+                axis = t.stack_axes()[key]
+                pt.copy_(torch.cat([pa[key], pb[key]], axis).index_select(axis, order))
 
 
 def _merge_adversary(old, target, order):

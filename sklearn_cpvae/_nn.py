@@ -108,6 +108,21 @@ class StackedMLP(nn.Module):
         """``offsets`` (K, J, in) -> (K, J, hidden_1): ``offsets[k, j] @ W0_k``."""
         return torch.einsum("kjd,dkh->kjh", offsets, self.weights[0])
 
+    @property
+    def hidden_sizes(self):
+        """Widths of the hidden layers."""
+        return [w.shape[-1] for w in self.weights[:-1]]
+
+    @property
+    def output_bias(self):
+        """(K, 1, out): the last layer's bias, the offset of every output."""
+        return self.biases[-1]
+
+    def stack_axes(self):
+        """``{parameter name: axis that stacks the K networks}`` (``add_populations``
+        merges stacks along them): axis 1 for the first layer's weight, else 0."""
+        return {name: int(name == "weights.0") for name, _ in self.named_parameters()}
+
     def forward_single(self, x):
         """For ``n_stack == 1``: ``x`` (..., in) -> (..., out)."""
         lead = x.shape[:-1]

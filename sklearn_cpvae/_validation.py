@@ -72,6 +72,46 @@ def hidden_sizes(value):
     return [int(h) for h in hidden]
 
 
+def image_layout(image_shape, conv_channels, n_features):
+    """``(image_shape, conv_channels)`` as ``((height, width, channels), [c_1, ...])``,
+    or ``None`` without ``image_shape`` (MLP networks).
+
+    Each of the ``len(conv_channels)`` stride-2 convolutions halves the height and the
+    width, and the transposed convolutions double them back, so both must be divisible
+    by 2 to that power for the decoders to return images of the input's size."""
+    if image_shape is None:
+        return None
+    shape = [image_shape] if isinstance(image_shape, Integral) else list(image_shape)
+    if len(shape) == 2:
+        shape.append(1)
+    if len(shape) != 3 or any(not isinstance(s, Integral) or s < 1 for s in shape):
+        raise ValueError(
+            "image_shape must be (height, width) or (height, width, channels) of "
+            f"positive integers; got {image_shape!r}."
+        )
+    height, width, channels = (int(s) for s in shape)
+    if height * width * channels != n_features:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)!r} holds {height * width * channels} values "
+            f"per row, but X has {n_features} features; rows must be images flattened in "
+            "height, width, channel order."
+        )
+    convs = [conv_channels] if isinstance(conv_channels, Integral) else list(conv_channels)
+    if not convs or any(not isinstance(c, Integral) or c < 1 for c in convs):
+        raise ValueError(
+            "conv_channels must be a non-empty sequence of positive integers; got "
+            f"{conv_channels!r}."
+        )
+    step = 2 ** len(convs)
+    if height % step or width % step:
+        raise ValueError(
+            f"image_shape={tuple(image_shape)!r}: with {len(convs)} stride-2 convolutions "
+            f"(conv_channels={tuple(convs)!r}) the height and width must be multiples of "
+            f"{step}; use fewer conv_channels or pad the images."
+        )
+    return (height, width, channels), [int(c) for c in convs]
+
+
 def finite_mode(missing):
     """``ensure_all_finite`` of sklearn's validation for the ``missing`` parameter."""
     return "allow-nan" if missing == "mask" else True

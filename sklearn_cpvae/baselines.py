@@ -21,8 +21,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from sklearn_cpvae import _inference
+from sklearn_cpvae._conv import decoder, encoder, layer_width
 from sklearn_cpvae._likelihoods import LIKELIHOODS, get_likelihood
-from sklearn_cpvae._nn import ACTIVATIONS, StackedMLP, gaussian_head
+from sklearn_cpvae._nn import ACTIVATIONS, gaussian_head
 from sklearn_cpvae._objective import kl_std_normal, log_marginal_is, log_normal
 from sklearn_cpvae._sklearn_compat import (
     Interval,
@@ -32,7 +33,7 @@ from sklearn_cpvae._sklearn_compat import (
 )
 from sklearn_cpvae._torch_utils import derive_seeds, resolve_device
 from sklearn_cpvae._training import TrainConfig, fit_module, rows_source
-from sklearn_cpvae._validation import hidden_sizes
+from sklearn_cpvae._validation import hidden_sizes, image_layout
 
 # The terms of the VAE's objective recorded each epoch; ``loss`` (-ELBO) is minimised.
 VAE_TERMS = ("loss", "recon", "kl")
@@ -50,13 +51,18 @@ class ELBOTerms:
 class _VAEModule(nn.Module):
     """Encoder q(z|x) and decoder f(z) of a one-population model (paper Fig. 1, right)."""
 
-    def __init__(self, n_features, n_components, hidden, activation, likelihood, generator):
+    def __init__(
+        self, n_features, n_components, hidden, activation, likelihood, generator, image=None
+    ):
         super().__init__()
         self.likelihood = likelihood
         self.lik = get_likelihood(likelihood)
         self.hidden_layer_sizes = list(hidden)
-        self.enc = StackedMLP(1, [n_features, *hidden, 2 * n_components], activation, generator)
-        self.dec = StackedMLP(1, [n_components, *hidden[::-1], n_features], activation, generator)
+        # The widest activation per row, for sizing inference chunks.
+        self.layer_width = layer_width(hidden, image)
+        d, h = n_features, list(hidden)
+        self.enc = encoder(1, d, h, 2 * n_components, activation, generator, image)
+        self.dec = decoder(1, n_components, h[::-1], d, activation, generator, image)
         self.log_psi = nn.Parameter(torch.zeros(()))
 
     def encode(self, x):
@@ -105,6 +111,12 @@ class VAE(TransformerMixin, BaseEstimator):
         Hidden layers of the encoder; the decoder mirrors them.
     activation : {"relu", "tanh", "elu", "gelu", "softplus", "leaky_relu"}, default="relu"
         Hidden-layer nonlinearity.
+    image_shape : None or tuple of int, default=None
+        ``(height, width)`` or ``(height, width, channels)`` of the images the rows
+        hold: convolutional encoder and decoder, as in :class:`CPVAE`.
+    conv_channels : tuple of int, default=(32, 64)
+        Channels of the stride-2 convolutions, as in :class:`CPVAE`; only with
+        ``image_shape``.
     batch_size : int, default=128
         Rows per minibatch. A CPVAE step on K populations sees ``K * batch_size`` rows,
         so ``VAE(batch_size=K * b)`` matches the budget of ``CPVAE(batch_size=b)``.
@@ -167,6 +179,8 @@ class VAE(TransformerMixin, BaseEstimator):
         "likelihood": [StrOptions({n for n, lik in LIKELIHOODS.items() if not lik.counts})],
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "image_shape": [None, "array-like"],
+        "conv_channels": ["array-like"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -186,6 +200,8 @@ class VAE(TransformerMixin, BaseEstimator):
         likelihood="gaussian",
         hidden_layer_sizes=(256,),
         activation="relu",
+        image_shape=None,
+        conv_channels=(32, 64),
         batch_size=128,
         learning_rate_init=1e-3,
         max_iter=200,
@@ -201,6 +217,8 @@ class VAE(TransformerMixin, BaseEstimator):
         self.likelihood = likelihood
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.image_shape = image_shape
+        self.conv_channels = conv_channels
         self.batch_size = batch_size
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
@@ -241,13 +259,14 @@ class VAE(TransformerMixin, BaseEstimator):
             self.activation,
             self.likelihood,
             torch.Generator().manual_seed(seed_init),
+            image_layout(self.image_shape, self.conv_channels, X.shape[1]),
         )
         # The same data-scale start as CPVAE, so that the comparison is like for like.
         bias, log_psi, _ = lik.start_values(X, library_size=False)
         with torch.no_grad():
             if log_psi is not None:
                 module.log_psi.fill_(log_psi)
-            module.dec.biases[-1].add_(torch.as_tensor(bias, dtype=torch.float32))
+            module.dec.output_bias.add_(torch.as_tensor(bias, dtype=torch.float32))
         # One population: every minibatch is ``batch_size`` rows of X (Algorithm 1, K = 1).
         x = rows_source(X, device)
         data = (
@@ -324,7 +343,7 @@ class VAE(TransformerMixin, BaseEstimator):
         return np.concatenate(out).astype(X.dtype, copy=False)
 
     def _row_bytes(self, X, n_samples=1):
-        width = max(self.module_.hidden_layer_sizes + [self.n_features_in_])
+        width = max(self.module_.layer_width, self.n_features_in_)
         return 8 * X.itemsize * n_samples * width
 
     def transform(self, X):

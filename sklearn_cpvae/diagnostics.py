@@ -195,7 +195,7 @@ def variance_explained(model, X, populations):
     X, idx = _prepare(model, X, populations)
     module, device, _ = _inference.inference_module(model.module_, model.device, X.dtype)
     k, d = len(model.classes_), X.shape[1]
-    per_row = 8 * X.itemsize * (2 * d + max(module.hidden_layer_sizes))
+    per_row = 8 * X.itemsize * (2 * d + module.layer_width)
     sums = {name: np.zeros((k, d)) for name in ("shared", "private", "total", "x")}
     # Centred sums need per-population means first: accumulate raw moments, then centre.
     mom = {name: np.zeros((k, d)) for name in ("x", "s", "p", "n")}
@@ -376,7 +376,7 @@ def unit_deviance(x, mu, theta=None):
 
 def _count_parts(model, module, device, X, idx):
     """Per chunk: rows (NaN kept), shared and private log-mean parts, log offsets."""
-    per_row = 8 * X.itemsize * (3 * X.shape[1] + max(module.hidden_layer_sizes))
+    per_row = 8 * X.itemsize * (3 * X.shape[1] + module.layer_width)
     log_ref = float(module.log_library_ref)
     for sl, x, s, p in _decoded_parts(module, device, X, idx, per_row):
         obs = ~np.isnan(x)

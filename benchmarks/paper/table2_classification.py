@@ -157,7 +157,23 @@ def logreg_accuracy(data):
     return float(clf.score(Xt, yt))
 
 
-def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=None):
+def _conv_params(cfg, shape):
+    """``image_shape`` and ``conv_channels`` with ``--conv-channels``, else nothing."""
+    if not cfg.get("conv_channels"):
+        return {}
+    channels, height, width = shape
+    return dict(image_shape=(height, width, channels), conv_channels=tuple(cfg["conv_channels"]))
+
+
+def _image_rows(X, shape, cfg):
+    """Rows in the library's image layout (height, width, channel) for the convolutional
+    networks; the loaders here flatten channel-first, which only matters for colour."""
+    if not cfg.get("conv_channels") or shape[0] == 1:
+        return X
+    return X.reshape(len(X), *shape).transpose(0, 2, 3, 1).reshape(len(X), -1)
+
+
+def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=None, shape=None):
     """Table 2's CPVAE for one variant; ``max_iter`` stops it early (the schedule and the
     stopping rule stay those of the full ``cfg["max_iter"]`` epochs)."""
     return CPVAE(
@@ -181,12 +197,14 @@ def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=Non
             objective=cfg.get("objective", "paper"),
             as_given=cfg.get("as_given", False),
         ),
+        **_conv_params(cfg, shape),
     )
 
 
 def cpvae_accuracy(data, variant, likelihood, cfg, seed, device, schedule):
-    X, y, Xt, yt, _ = data
-    model = make_cpvae(variant, likelihood, cfg, seed, device, schedule)
+    X, y, Xt, yt, shape = data
+    X, Xt = _image_rows(X, shape, cfg), _image_rows(Xt, shape, cfg)
+    model = make_cpvae(variant, likelihood, cfg, seed, device, schedule, shape=shape)
     out = {}
     with C.Timer() as t, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -235,11 +253,29 @@ def main():
             help="training rows per class (a seeded stratified subset), for "
             "sizes between the quick and the full mode",
         )
+        p.add_argument(
+            "--test-per-class",
+            type=int,
+            default=None,
+            help="test rows per class (a seeded stratified subset)",
+        )
+        p.add_argument(
+            "--conv-channels",
+            type=int,
+            nargs="+",
+            default=None,
+            help="convolutional encoders and decoders with these channels (CPVAE's "
+            "image_shape and conv_channels); default: MLPs",
+        )
 
     args = C.parse_args(__doc__.splitlines()[0], extra)
     cfg = dict(QUICK if args.quick else FULL, objective=args.objective, as_given=args.as_given)
     if args.train_per_class is not None:
         cfg["n_train_per_class"] = args.train_per_class
+    if args.test_per_class is not None:
+        cfg["n_test_per_class"] = args.test_per_class
+    if args.conv_channels:
+        cfg["conv_channels"] = args.conv_channels
     results = {}
     with C.Timer() as wall:
         for name in args.datasets:

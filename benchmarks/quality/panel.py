@@ -68,6 +68,9 @@ CONFIGS = {
     # Eq. 4's MI term reads other populations' rows moved to each encoder's mean.
     "mi_aligned": {"mi_alignment": "mean"},
     "centred_mi_aligned": {"shared_centering": "population", "mi_alignment": "mean"},
+    # The defaults with convolutional encoders and decoders (the image cases' own
+    # image_shape; the config is skipped on the other cases).
+    "conv": {"image_shape": "case", "conv_channels": (32, 64)},
 }
 
 REPO = Path(__file__).resolve().parents[2]
@@ -246,6 +249,7 @@ def _grassy(grass_seed):
             "subgroups": digit,
             "n_subgroups": 5,
             "biology": digit,
+            "image_shape": (28, 28),
             "note": f"make_grassy_mnist(MNIST train[:10000], grass_imagenet, n_samples={n}, "
             f"random_state={grass_seed}); digits 0-4 vs 5-9; subgroups = digit; "
             f"Gaussian likelihood (values exceed 1)",
@@ -264,6 +268,7 @@ def _image_classes(folder, n_quick, n_full):
             "X": X[idx].astype(float) / 255.0,
             "y": y[idx],
             "fit_kwargs": {"likelihood": "bernoulli"},
+            "image_shape": (28, 28),
             "note": f"{folder}: populations = the 10 classes; {len(idx)} rows; /255, "
             f"Bernoulli likelihood",
         }
@@ -288,6 +293,7 @@ def celeba(mode, seed):
         # not binary, and Bernoulli on them scored predict 0.858 against 0.912 (seed 0,
         # docs/quality.md, "CelebA").
         "fit_kwargs": {"max_iter": 100},
+        "image_shape": (32, 32, 3),
         "note": "4000 faces, 2x2-averaged to 32x32x3 RGB, /255, default likelihood; "
         "biology = Smiling; "
         "male-specific attributes probed in the male rows",
@@ -635,6 +641,10 @@ def run_case(name, mode, seed, configs):
         record["scale_check_lda"] = {}
     for cname in configs:
         params = {**CONFIGS[cname], **fit_kwargs, "random_state": seed}
+        if params.get("image_shape") == "case":
+            if "image_shape" not in case:
+                continue
+            params["image_shape"] = case["image_shape"]
         entry = {"params": {k: v for k, v in params.items() if k != "random_state"}}
         try:
             model, info = fit_model(params, Xtr, y[tr])
