@@ -76,7 +76,25 @@ def _to_rows(h, n_stack, image_shape):
     return h.reshape(n_stack, m, height * width * channels)
 
 
-class StackedConvEncoder(nn.Module):
+class _ConvStack(nn.Module):
+    """K convolutional networks with a dense StackedMLP part ``self.dense``."""
+
+    def _set_shape(self, n_stack, image_shape, channels, activation):
+        self.n_stack = n_stack
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.channels = [int(c) for c in channels]
+        self.activation = activation
+        self._act = ACTIVATIONS[activation]
+
+    def stack_axes(self):
+        """``{parameter name: axis that stacks the K networks}`` (``add_populations``
+        merges stacks along them): axis 0 for every convolution parameter."""
+        axes = {name: 0 for name, _ in self.named_parameters()}
+        axes.update({f"dense.{n}": axis for n, axis in self.dense.stack_axes().items()})
+        return axes
+
+
+class StackedConvEncoder(_ConvStack):
     """``n_stack`` convolutional encoders of one shape, evaluated together.
 
     Parameters
@@ -97,11 +115,7 @@ class StackedConvEncoder(nn.Module):
 
     def __init__(self, n_stack, image_shape, channels, dense_sizes, activation, generator):
         super().__init__()
-        self.n_stack = n_stack
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.channels = [int(c) for c in channels]
-        self.activation = activation
-        self._act = ACTIVATIONS[activation]
+        self._set_shape(n_stack, image_shape, channels, activation)
         self.conv_weights = nn.ParameterList()
         self.conv_biases = nn.ParameterList()
         c_in = self.image_shape[2]
@@ -158,15 +172,8 @@ class StackedConvEncoder(nn.Module):
         out = self.forward_all(x.reshape(-1, x.shape[-1]))[0]
         return out.reshape(*lead, out.shape[-1])
 
-    def stack_axes(self):
-        """``{parameter name: axis that stacks the K networks}`` (``add_populations``
-        merges stacks along them): axis 0 for every convolution parameter."""
-        axes = {name: 0 for name, _ in self.named_parameters()}
-        axes.update({f"dense.{n}": axis for n, axis in self.dense.stack_axes().items()})
-        return axes
 
-
-class StackedConvDecoder(nn.Module):
+class StackedConvDecoder(_ConvStack):
     """``n_stack`` convolutional decoders of one shape, evaluated together: dense layers
     ``[n_in, *hidden]`` then to the smallest feature map, transposed convolutions
     through ``channels`` (reversed encoder channels) to the image, and a bias per pixel.
@@ -176,11 +183,7 @@ class StackedConvDecoder(nn.Module):
 
     def __init__(self, n_stack, n_in, hidden, channels, image_shape, activation, generator):
         super().__init__()
-        self.n_stack = n_stack
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.channels = [int(c) for c in channels]
-        self.activation = activation
-        self._act = ACTIVATIONS[activation]
+        self._set_shape(n_stack, image_shape, channels, activation)
         height, width = feature_map_shape(self.image_shape, len(self.channels))
         self._map = (self.channels[0], height, width)
         self.dense = StackedMLP(
@@ -231,13 +234,6 @@ class StackedConvDecoder(nn.Module):
         lead = z.shape[:-1]
         out = self.forward_grouped(z.reshape(1, -1, z.shape[-1]))[0]
         return out.reshape(*lead, out.shape[-1])
-
-    def stack_axes(self):
-        """``{parameter name: axis that stacks the K networks}`` (``add_populations``
-        merges stacks along them): axis 0 for every convolution parameter."""
-        axes = {name: 0 for name, _ in self.named_parameters()}
-        axes.update({f"dense.{n}": axis for n, axis in self.dense.stack_axes().items()})
-        return axes
 
 
 def encoder(n_stack, n_in, hidden, n_out, activation, generator, image=None):
