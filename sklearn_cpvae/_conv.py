@@ -52,12 +52,10 @@ def layer_width(hidden, image=None):
     widths = list(hidden)
     if image is not None:
         image_shape, channels = image
-        widths += [c * h * w for c, (h, w) in zip(channels, _maps(image_shape, len(channels)))]
+        for i, c in enumerate(channels, start=1):
+            height, width = feature_map_shape(image_shape, i)
+            widths.append(c * height * width)
     return max(widths)
-
-
-def _maps(image_shape, n_layers):
-    return [feature_map_shape(image_shape, i) for i in range(1, n_layers + 1)]
 
 
 def _to_images(x, image_shape):

@@ -894,7 +894,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             shared_adversary=adversary and float(self.shared_adversary) > 0,
             shared_centering=self.shared_centering == "population",
             mi_alignment=self._mi_alignment(),
-            **_image_args(image_layout(self.image_shape, self.conv_channels, n_features)),
+            image=image_layout(self.image_shape, self.conv_channels, n_features),
         )
 
     def _fit_private_aggregate(self, X, y_idx):
@@ -1421,11 +1421,6 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.input_tags.allow_nan = self.missing == "mask"
         return tags
-
-
-def _image_args(image):
-    """``image_shape`` and ``conv_channels`` of :class:`CPVAEModule` from a layout."""
-    return {} if image is None else {"image_shape": image[0], "conv_channels": image[1]}
 
 
 def _start_networks(est, X, y_idx, gate, seed):

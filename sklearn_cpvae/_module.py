@@ -42,8 +42,7 @@ class CPVAEModule(nn.Module):
         shared_adversary=False,
         shared_centering=False,
         mi_alignment=False,
-        image_shape=None,
-        conv_channels=None,
+        image=None,
     ):
         super().__init__()
         hidden = list(hidden_layer_sizes)
@@ -55,13 +54,9 @@ class CPVAEModule(nn.Module):
         self.n_features = n_features
         self.likelihood = likelihood
         self.lik = get_likelihood(likelihood)
-        # (height, width, channels) and the convolution widths with ``image_shape``;
-        # without, every network is a StackedMLP.
-        self.image_shape = None if image_shape is None else tuple(image_shape)
-        self.conv_channels = None if image_shape is None else list(conv_channels)
-        self._image = image = (
-            None if image_shape is None else (self.image_shape, self.conv_channels)
-        )
+        # ``image``: ((height, width, channels), conv channels) for convolutional
+        # networks (``_validation.image_layout``); None, every network is a StackedMLP.
+        self.image = image
         d, k = n_features, n_populations
         self.enc_shared = encoder(1, d, hidden, 2 * n_shared, activation, generator, image)
         self.dec_shared = decoder(1, n_shared, dec_hidden, d, activation, generator, image)
@@ -112,7 +107,7 @@ class CPVAEModule(nn.Module):
     @property
     def layer_width(self):
         """The widest hidden activation of one network on one row, for sizing chunks."""
-        return layer_width(self.hidden_layer_sizes, self._image)
+        return layer_width(self.hidden_layer_sizes, self.image)
 
     def signature(self):
         """The estimator parameters this module was built with, read off the module."""
@@ -130,8 +125,8 @@ class CPVAEModule(nn.Module):
             "shared_adversary": self.adversary is not None,
             "shared_centering": self.shared_centering,
             "mi_alignment": self.mi_alignment,
-            "image_shape": None if self.image_shape is None else list(self.image_shape),
-            "conv_channels": self.conv_channels,
+            "image_shape": None if self.image is None else list(self.image[0]),
+            "conv_channels": None if self.image is None else list(self.image[1]),
         }
 
     def _standardized(self, x, inplace=False):

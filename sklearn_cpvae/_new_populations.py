@@ -169,9 +169,9 @@ def _merge_private_networks(old, new, target, order):
     with torch.no_grad():
         for name in ("enc_private", "dec_private"):
             a, b, t = getattr(old, name), getattr(new, name), getattr(target, name)
-            pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
+            pa, pb, axes = dict(a.named_parameters()), dict(b.named_parameters()), t.stack_axes()
             for key, pt in t.named_parameters():
-                axis = t.stack_axes()[key]
+                axis = axes[key]
                 pt.copy_(torch.cat([pa[key], pb[key]], axis).index_select(axis, order))
 
 
