@@ -237,6 +237,21 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         :meth:`predict` and :meth:`score_samples` estimate; :doc:`the quality
         panel </quality>` measures what it does. Must be 1 with ``objective="paper"``,
         which has no such term.
+    private_free_nats : float, default=0.0
+        Free bits on the private code: each row's own private KL is charged as
+        ``max(KL, private_free_nats)``, so up to that many nats of private rate per row
+        cost nothing (Kingma et al., 2016, on the whole private code). 0 is eq. 3.
+        Above 0 the loss, like ``private_kl_weight < 1``, no longer bounds the
+        likelihood that :meth:`predict` estimates; :doc:`the quality panel
+        </quality>` measures what it does. Must be 0 with ``objective="paper"``.
+    private_kl_warmup : float in [0, 1), default=0.0
+        Fraction of ``max_iter`` over which the weight of each row's own private KL
+        rises linearly from 0 to ``private_kl_weight`` (a KL warm-up on t alone). Early
+        in training the private code is then cheap, so structure of one population
+        settles in the private space; from the end of the warm-up on the loss is the
+        ``objective`` itself, so a model trained past it is one whose N(0, I) prior of t
+        was part of training. The stopping rules count only after it. 0 trains with the
+        full weight from the first step. Must be 0 with ``objective="paper"``.
     shared_adversary : float, default=0.0
         Weight lambda of an optional population adversary on the shared code, not part
         of the paper's objective (domain-adversarial training, as in DANN and the
@@ -451,6 +466,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "no_private_populations": [None, "array-like"],
         "shared_invariance": [Interval(Real, 0, None, closed="left")],
         "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
+        "private_free_nats": [Interval(Real, 0, None, closed="left")],
+        "private_kl_warmup": [Interval(Real, 0, 1, closed="left")],
         "shared_adversary": [Interval(Real, 0, None, closed="left")],
         "shared_centering": [StrOptions({"none", "population"})],
         "mi_alignment": [StrOptions({"none", "mean"})],
@@ -497,6 +514,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         no_private_populations=None,
         shared_invariance=0.0,
         private_kl_weight=1.0,
+        private_free_nats=0.0,
+        private_kl_warmup=0.0,
         shared_adversary=0.0,
         shared_centering="none",
         mi_alignment="none",
@@ -539,6 +558,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.no_private_populations = no_private_populations
         self.shared_invariance = shared_invariance
         self.private_kl_weight = private_kl_weight
+        self.private_free_nats = private_free_nats
+        self.private_kl_warmup = private_kl_warmup
         self.shared_adversary = shared_adversary
         self.shared_centering = shared_centering
         self.mi_alignment = mi_alignment
@@ -575,13 +596,16 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             The fitted estimator.
         """
         self._validate_params()
-        if self.objective in ("paper", "mi") and self.private_kl_weight != 1:
-            # eq. 4 has no own-population private KL: a weight on it would do nothing.
-            raise ValueError(
-                f"private_kl_weight={self.private_kl_weight} has no effect with "
-                f"objective={self.objective!r}, whose eq. 4 has no KL on a row's own "
-                "private code; use objective='elbo_mi' or 'elbo', or private_kl_weight=1."
-            )
+        own_kl_options = {"private_kl_weight": 1, "private_free_nats": 0, "private_kl_warmup": 0}
+        for name, neutral in own_kl_options.items():
+            value = getattr(self, name)
+            if self.objective in ("paper", "mi") and value != neutral:
+                # eq. 4 has no own-population private KL: an option on it would do nothing.
+                raise ValueError(
+                    f"{name}={value} has no effect with objective={self.objective!r}, "
+                    "whose eq. 4 has no KL on a row's own private code; use "
+                    f"objective='elbo_mi' or 'elbo', or {name}={neutral}."
+                )
         X, classes, y_idx, gate = self._validated_fit_data(X, y, populations)
         seeds = derive_seeds(self.random_state, 5)
         seed_init, seed_train, seed_split, seed_val, seed_is = seeds
@@ -726,6 +750,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             precision=self.precision,
             compile=self.compile,
             private_kl_weight=float(self.private_kl_weight),
+            private_free_nats=float(self.private_free_nats),
+            private_kl_warmup=int(round(self.private_kl_warmup * max_iter)),
             shared_adversary=float(self.shared_adversary),
         )
 

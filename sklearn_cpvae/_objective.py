@@ -220,7 +220,18 @@ def own_kl_weight(objective, private_kl_weight=1.0):
     """
     if not has_own_kl(objective):
         return 0.0
-    return float(private_kl_weight)
+    return private_kl_weight
+
+
+def free_nats(kl, floor):
+    """``max(kl, floor)`` per row: free bits (Kingma et al., 2016) on a whole code.
+
+    A rate below ``floor`` nats is charged as ``floor``, so its gradient is 0 and the
+    encoder may spend up to ``floor`` nats per row at no cost; above it the KL is
+    charged as is. Applied per row, the charge stays a sum over rows, so minibatch
+    chunks and ranks add up as they do for the KL itself.
+    """
+    return torch.clamp(kl, min=floor)
 
 
 def row_weights(populations, batch_counts, pop_sizes):
@@ -261,6 +272,7 @@ def cpvae_terms(
     kl_t_others=None,
     others_weight=None,
     private_kl_weight=1.0,
+    private_free_nats=0.0,
 ):
     """Minibatch estimate of the training objective from per-row terms, as :class:`LossTerms`.
 
@@ -288,6 +300,10 @@ def cpvae_terms(
     private_kl_weight : float
         Weight of the own-population private KL (:func:`own_kl_weight`); 1 is eq. 3.
         ``LossTerms.kl_private`` stays the unweighted KL.
+    private_free_nats : float
+        Free bits on the own private code (:func:`free_nats`): each row is charged
+        ``max(KL, private_free_nats)``, so the first nats of its private rate cost nothing.
+        0 is eq. 3.
     """
     w = row_weights(populations, batch_counts, pop_sizes)
     recon = torch.sum(w * recon_ll)
@@ -295,7 +311,11 @@ def cpvae_terms(
     zero = recon.new_zeros(())
     kl_private = torch.sum(w * kl_t_own) if has_own_kl(objective) else zero
     mi = torch.sum(others_weight * kl_t_others) if has_mi(objective) else zero
-    own = own_kl_weight(objective, private_kl_weight) * kl_private
+    if has_own_kl(objective) and private_free_nats > 0:
+        charged = torch.sum(w * free_nats(kl_t_own, private_free_nats))
+    else:
+        charged = kl_private
+    own = own_kl_weight(objective, private_kl_weight) * charged
     loss = -(recon - kl_shared - own - (mi_weight * mi if has_mi(objective) else zero))
     return LossTerms(loss, recon, kl_shared, kl_private, mi)
 
@@ -310,6 +330,19 @@ def mi_weight_schedule(epoch, final, anneal_epochs):
         return float(final)
     frac = min(1.0, max(0.0, epoch / anneal_epochs))
     return 1.0 + (final - 1.0) * frac
+
+
+def own_kl_warmup(epoch, warmup_epochs):
+    """Scale of the own private KL at (fractional) ``epoch``: 0 to 1 over ``warmup_epochs``.
+
+    A KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) on the private code alone:
+    the weight of eq. 3's KL(q_k(t|x) || N(0, I)) on a row's own private code rises
+    linearly from 0 and stays at 1 from ``warmup_epochs`` on, so that training ends on
+    the objective itself. ``warmup_epochs=0`` is 1 from the first step.
+    """
+    if warmup_epochs <= 0:
+        return 1.0
+    return min(1.0, max(0.0, epoch / warmup_epochs))
 
 
 def log_marginal_is(log_w):
@@ -377,6 +410,7 @@ def batch_terms(
     mi_samples=None,
     noise=None,
     private_kl_weight=1.0,
+    private_free_nats=0.0,
     adversary_weight=0.0,
 ):
     """Minibatch estimate of the ``objective`` (see :func:`cpvae_terms`) as :class:`LossTerms`.
@@ -391,7 +425,8 @@ def batch_terms(
     standard normal draws of the two reparameterisations (the rows' share of a larger
     minibatch's draws, when that minibatch is split across processes); None draws them
     from ``generator``. ``private_kl_weight`` weighs the
-    own-population private KL (:func:`own_kl_weight`). ``adversary_weight > 0`` adds the
+    own-population private KL (:func:`own_kl_weight`) and ``private_free_nats`` floors
+    it per row (:func:`free_nats`). ``adversary_weight > 0`` adds the
     population classifier on the shared posterior means (:func:`adversary_penalty`;
     the module must hold one, ``CPVAEModule(shared_adversary=True)``).
     """
@@ -479,6 +514,7 @@ def batch_terms(
         kl_t_others=kl_others,
         others_weight=weights,
         private_kl_weight=private_kl_weight,
+        private_free_nats=private_free_nats,
     )
     if module.shared_invariance > 0:
         # Optional invariance penalty on the shared codes (not part of eq. 4).

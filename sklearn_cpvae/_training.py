@@ -24,7 +24,13 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from sklearn_cpvae._data import DiskRows, MappedRows, file_backed, training_tensor
-from sklearn_cpvae._objective import batch_terms, has_mi, has_own_kl, mi_weight_schedule
+from sklearn_cpvae._objective import (
+    batch_terms,
+    has_mi,
+    has_own_kl,
+    mi_weight_schedule,
+    own_kl_warmup,
+)
 from sklearn_cpvae._sparse import SparseRows
 from sklearn_cpvae._torch_utils import make_generator
 
@@ -78,6 +84,10 @@ class TrainConfig:
     precision: str = "float32"
     compile: bool = False
     private_kl_weight: float = 1.0
+    # Nats of own private rate per row that cost nothing (free bits; 0: none).
+    private_free_nats: float = 0.0
+    # Epochs over which the own private KL's weight rises from 0 to private_kl_weight.
+    private_kl_warmup: int = 0
     # Weight of the population adversary on the shared codes (0: none).
     shared_adversary: float = 0.0
     # Names of the step's terms recorded each epoch (the first one is minimised).
@@ -129,7 +139,7 @@ def cpvae_step(module, cfg, generator, shard=None):
 
     objective = _compiled(batch_terms) if cfg.compile else batch_terms
 
-    def step(x, populations, batch_counts, pop_sizes, alpha):
+    def step(x, populations, batch_counts, pop_sizes, alpha, own_kl_scale=1.0):
         noise = None
         if shard is not None:
             noise = shard.noise(module, batch_counts, generator, x.device)
@@ -140,9 +150,11 @@ def cpvae_step(module, cfg, generator, shard=None):
                 torch.randn((len(x), width), generator=generator, device=x.device)
                 for width in (module.n_shared, module.n_private)
             )
+        own_kl = cfg.private_kl_weight * own_kl_scale
         if cfg.compile:
-            # A tensor, so that alpha's annealing does not recompile at every step.
+            # Tensors, so that the schedules do not recompile at every step.
             alpha = torch.tensor(alpha, dtype=torch.float32, device=x.device)
+            own_kl = torch.tensor(own_kl, dtype=torch.float32, device=x.device)
         return objective(
             module,
             x,
@@ -155,7 +167,8 @@ def cpvae_step(module, cfg, generator, shard=None):
             balanced=True,
             mi_samples=cfg.mi_samples,
             noise=noise,
-            private_kl_weight=cfg.private_kl_weight,
+            private_kl_weight=own_kl,
+            private_free_nats=cfg.private_free_nats,
             adversary_weight=cfg.shared_adversary,
         )
 
@@ -373,6 +386,7 @@ def evaluate(module, x, populations, cfg, mi_weight, seed, chunk=None):
                 mi_weight=mi_weight,
                 generator=gen,
                 private_kl_weight=cfg.private_kl_weight,
+                private_free_nats=cfg.private_free_nats,
                 adversary_weight=cfg.shared_adversary,
             )
             sums += _stack(terms)
@@ -528,12 +542,18 @@ def train(
                 alpha = mi_weight_schedule(
                     epoch + i / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
                 )
+                warm = {}
+                if cfg.private_kl_warmup > 0:
+                    # Only the CPVAE step has the term; others are called as before.
+                    warm["own_kl_scale"] = own_kl_warmup(
+                        epoch + i / n_steps, cfg.private_kl_warmup
+                    )
                 # A tensor gather, or sparse rows densified one minibatch at a time.
                 xb = x[idx[i][:, local].reshape(-1)]
                 if streamed:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 with autocast:
-                    terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha)
+                    terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha, **warm)
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".
                     first = _stack(terms, names)
@@ -584,7 +604,7 @@ def train(
             previous = record
 
             # Stopping rules: the objective changes with alpha, so only count after annealing.
-            if epoch + 1 < cfg.mi_anneal_epochs:
+            if epoch + 1 < max(cfg.mi_anneal_epochs, cfg.private_kl_warmup):
                 continue
             metric = record[f"val_{names[0]}"] if validate is not None else record[names[0]]
             # The first counted epoch is an improvement on nothing (inf - tol * inf is NaN).

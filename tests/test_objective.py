@@ -27,6 +27,7 @@ from sklearn_cpvae._objective import (
     mi_weight_schedule,
     mi_weights,
     mmd_rbf_groups,
+    own_kl_warmup,
     reverse_gradient,
 )
 from sklearn_cpvae.diagnostics import linear_probe
@@ -388,13 +389,19 @@ def test_shared_invariance_reduces_study_leakage():
 
 @pytest.mark.parametrize("objective", ["elbo_mi", "elbo"])
 @pytest.mark.parametrize("beta", [1.0, 0.3])
-def test_private_kl_weight_scales_only_the_own_population_kl(objective, beta):
+@pytest.mark.parametrize("free", [False, True])
+def test_own_kl_options_charge_only_the_own_population_kl(objective, beta, free):
     """``private_kl_weight`` multiplies eq. 3's own-population private KL in the loss and
-    nothing else; the recorded ``kl_private`` stays the unweighted KL."""
+    ``private_free_nats`` charges each row max(KL_own, floor) instead, and nothing else
+    changes; the recorded ``kl_private`` stays the unweighted KL, and rows under the
+    floor get no gradient from their own private KL."""
     recon, kl_z, kl_all = _tiny_terms(3)
     pops = torch.as_tensor(POPS)
     rows = torch.arange(len(POPS))
     sizes = torch.as_tensor(np.bincount(POPS), dtype=torch.float64)
+    kl_own = kl_all[pops, rows].clone().requires_grad_(True)
+    # Between two rows' KL, so that no row sits on the floor's kink.
+    floor = float(kl_own.detach().sort().values[2:4].mean()) if free else 0.0
     terms = cpvae_terms(
         recon,
         kl_z,
@@ -403,17 +410,88 @@ def test_private_kl_weight_scales_only_the_own_population_kl(objective, beta):
         sizes,
         objective=objective,
         mi_weight=2.0,
-        kl_t_own=kl_all[pops, rows],
+        kl_t_own=kl_own,
         kl_t_others=kl_all,
         others_weight=mi_weights(pops, sizes, sizes),
         private_kl_weight=beta,
+        private_free_nats=floor,
     )
     n = len(POPS)
-    own = sum(float(kl_all[POPS[i], i]) for i in range(n)) / n
+    own = [float(kl_all[POPS[i], i]) for i in range(n)]
+    charged = sum(max(v, floor) for v in own) / n
     data = sum(float(recon[i] - kl_z[i]) for i in range(n)) / n
     mi = _brute_force_j(recon, kl_z, kl_all, 1.0)[1] if objective == "elbo_mi" else 0.0
-    assert float(terms.kl_private) == pytest.approx(own, rel=1e-12)
-    assert float(-terms.loss) == pytest.approx(data - beta * own - 2.0 * mi, rel=1e-12)
+    assert float(terms.kl_private) == pytest.approx(sum(own) / n, rel=1e-12)
+    assert float(-terms.loss) == pytest.approx(data - beta * charged - 2.0 * mi, rel=1e-12)
+    terms.loss.backward()
+    expected = [beta / n if v > floor else 0.0 for v in own]
+    assert kl_own.grad.tolist() == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_private_free_nats_buys_private_rate():
+    """With free nats the own private rate per row rises towards the floor; at 0 the
+    fit is bitwise the default one."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 60)
+    X = rng.normal(size=(120, 6))
+    X[y == 1] += 1.0
+    kw = dict(
+        n_shared=1,
+        n_private=2,
+        hidden_layer_sizes=(16,),
+        max_iter=40,
+        batch_size=16,
+        random_state=0,
+    )
+    base = CPVAE(**kw).fit(X, y)
+    same = CPVAE(private_free_nats=0.0, **kw).fit(X, y)
+    free = CPVAE(private_free_nats=3.0, **kw).fit(X, y)
+    assert np.array_equal(base.score_samples(X), same.score_samples(X))
+    rate, free_rate = base.history_[-1]["kl_private"], free.history_[-1]["kl_private"]
+    assert free_rate > max(5 * rate, 0.2)
+
+
+def test_own_kl_warmup_rises_from_zero_to_one():
+    assert own_kl_warmup(0, 4) == 0.0
+    assert own_kl_warmup(1, 4) == 0.25
+    assert own_kl_warmup(4, 4) == 1.0
+    assert own_kl_warmup(9.5, 4) == 1.0
+    assert own_kl_warmup(0, 0) == 1.0
+
+
+def _warmup_fit(warmup, **kw):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 40)
+    X = rng.normal(size=(80, 5))
+    X[y == 1, :2] += 1.5
+    params = dict(CONFIGS["bad_input"], max_iter=20, tol=0.0, n_iter_no_change=100)
+    params.update(kw)
+    return CPVAE(private_kl_warmup=warmup, **params).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_private_kl_warmup_discounts_only_the_own_kl_and_ends_on_the_objective():
+    """During the warm-up the minimised loss charges less than the whole own private KL;
+    from its end (epoch 10 of 20 at 0.5) the loss is eq. 3 minus alpha MI exactly."""
+    model = _warmup_fit(0.5)
+
+    def full(r):
+        return -(r["recon"] - r["kl_shared"] - r["kl_private"] - r["mi_weight"] * r["mi"])
+
+    first, *_, last = model.history_
+    assert first["kl_private"] > 0
+    assert first["loss"] < full(first) - 0.5 * first["kl_private"]
+    for r in model.history_[10:]:
+        assert r["loss"] == pytest.approx(full(r), rel=1e-5)
+
+
+def test_private_kl_warmup_delays_the_stopping_rules():
+    """No epoch of the warm-up counts towards n_iter_no_change."""
+    plain = _warmup_fit(0.0, tol=1e9, n_iter_no_change=1)
+    warm = _warmup_fit(0.5, tol=1e9, n_iter_no_change=1)
+    assert plain.n_iter_ == 2
+    assert warm.n_iter_ == 11
 
 
 def test_private_kl_weight_refused_where_there_is_no_own_kl():
@@ -423,6 +501,14 @@ def test_private_kl_weight_refused_where_there_is_no_own_kl():
         CPVAE(objective="paper", private_kl_weight=0.5, **CONFIGS["bad_input"]).fit(X, y)
     with pytest.raises(ValueError, match="private_kl_weight"):
         CPVAE(private_kl_weight=0.0, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_free_nats=2.0 has no effect with objective"):
+        CPVAE(objective="paper", private_free_nats=2.0, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_free_nats"):
+        CPVAE(private_free_nats=-1.0, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_kl_warmup=0.5 has no effect with objective"):
+        CPVAE(objective="paper", private_kl_warmup=0.5, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_kl_warmup"):
+        CPVAE(private_kl_warmup=1.0, **CONFIGS["bad_input"]).fit(X, y)
 
 
 def _finite_difference(f, x, h=1e-6):

@@ -46,11 +46,18 @@ LEVERS = {
     "elbo_mi_nostd": ("elbo_mi", {"standardize": False}),
     "elbo_mi_a3": ("elbo_mi", {"mi_weight": 3.0}),
     "elbo_mi_a10": ("elbo_mi", {"mi_weight": 10.0}),
+    # the annealed variant of Tables 1-2: alpha rising from 1 to ANNEAL_FINAL over the
+    # first ANNEAL_FRACTION of the epochs
+    "elbo_mi_anneal": ("elbo_mi", {}, "anneal"),
     "elbo_mi_inv10": ("elbo_mi", {"shared_invariance": 10.0}),
     "elbo_mi_inv100": ("elbo_mi", {"shared_invariance": 100.0}),
     "pkl0.5": ("elbo_mi", {"private_kl_weight": 0.5}),
     "pkl0.2": ("elbo_mi", {"private_kl_weight": 0.2}),
     "pkl0.1": ("elbo_mi", {"private_kl_weight": 0.1}),
+    "free20": ("elbo_mi", {"private_free_nats": 20.0}),
+    "free50": ("elbo_mi", {"private_free_nats": 50.0}),
+    # the own private KL's weight rising from 0 to 1 over the first half of the epochs
+    "warm0.5": ("elbo_mi", {"private_kl_warmup": 0.5}),
     "elbo_mi_adv1": ("elbo_mi", {"shared_adversary": 1.0}),
     "elbo_mi_adv10": ("elbo_mi", {"shared_adversary": 10.0}),
     "elbo_mi_adv100": ("elbo_mi", {"shared_adversary": 100.0}),
@@ -95,8 +102,9 @@ def model_terms(model, X, pops, objective, chunk=1000):
 
 
 def fit_one(name, cfg, seed, train, test, cross):
-    objective, extra = LEVERS[name]
-    kw = C.variant_params("alpha1", cfg["max_iter"], objective=objective)
+    objective, extra, *variant = LEVERS[name]
+    variant = variant[0] if variant else "alpha1"
+    kw = C.variant_params(variant, cfg["max_iter"], objective=objective)
     kw.update(extra)
     model = CPVAE(
         T1.N_SHARED,

@@ -57,14 +57,17 @@ def make_models(cfg, seed, device, names=("vae", *VARIANTS), schedule=None):
         random_state=seed,
     )
     models = {"vae": VAE(n_components=N_SHARED, batch_size=2 * cfg["batch_size"], **common)}
-    # CPVAE(private_kl_weight=...) for the variants whose objective has the own KL.
-    pkl = cfg.get("private_kl_weight")
+    # CPVAE(private_kl_weight=..., private_kl_warmup=...) for the variants whose
+    # objective has the own KL.
+    own_kl = {
+        name: cfg[name] for name in ("private_kl_weight", "private_kl_warmup") if name in cfg
+    }
     for v in VARIANTS:
         params = C.variant_params(
             v, cfg["max_iter"], final, fraction, cfg.get("objective", "paper")
         )
-        if pkl is not None and params["objective"] != "paper":
-            params["private_kl_weight"] = pkl
+        if params["objective"] != "paper":
+            params.update(own_kl)
         models[v] = CPVAE(
             N_SHARED,
             N_PRIVATE,
@@ -281,6 +284,12 @@ def main():
             help="CPVAE(private_kl_weight=...) of the variants with the own-population KL",
         )
         p.add_argument(
+            "--private-kl-warmup",
+            type=float,
+            default=None,
+            help="CPVAE(private_kl_warmup=...) of the variants with the own-population KL",
+        )
+        p.add_argument(
             "--figures-only",
             action="store_true",
             help="fit the first seed's VAE and annealed CPVAE and draw Fig. 2-4 only",
@@ -293,6 +302,8 @@ def main():
     cfg = dict(QUICK if args.quick else FULL, standardise=not args.raw, objective=args.objective)
     if args.private_kl_weight is not None:
         cfg["private_kl_weight"] = args.private_kl_weight
+    if args.private_kl_warmup is not None:
+        cfg["private_kl_warmup"] = args.private_kl_warmup
     schedule = (args.anneal_final, args.anneal_fraction)
     with C.Timer() as t:
         result = run(

@@ -58,6 +58,8 @@ CONFIGS = {
     # Levers on where structure goes (docs/quality.md, "Table 1"): a private nat at half
     # the price of a shared one; the MMD invariance penalty on the shared codes.
     "pkl0.5": {"private_kl_weight": 0.5},
+    # The own private KL's weight rising from 0 to 1 over the first half of max_iter.
+    "warmup0.5": {"private_kl_warmup": 0.5},
     "inv10": {"shared_invariance": 10.0},
     # The population adversary on the shared posterior means (docs/quality.md).
     "adv1": {"shared_adversary": 1.0},
