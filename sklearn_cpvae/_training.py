@@ -542,18 +542,17 @@ def train(
                 alpha = mi_weight_schedule(
                     epoch + i / n_steps, cfg.mi_weight, cfg.mi_anneal_epochs
                 )
-                warm = {}
+                # The own-KL scale goes only to the CPVAE step, the one step with the term
+                # (positional: DistributedDataParallel's forward takes no keywords).
+                warm = ()
                 if cfg.private_kl_warmup > 0:
-                    # Only the CPVAE step has the term; others are called as before.
-                    warm["own_kl_scale"] = own_kl_warmup(
-                        epoch + i / n_steps, cfg.private_kl_warmup
-                    )
+                    warm = (own_kl_warmup(epoch + i / n_steps, cfg.private_kl_warmup),)
                 # A tensor gather, or sparse rows densified one minibatch at a time.
                 xb = x[idx[i][:, local].reshape(-1)]
                 if streamed:
                     xb = xb.pin_memory().to(device, non_blocking=True)
                 with autocast:
-                    terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha, **warm)
+                    terms = step(xb, batch_pops, batch_counts, pop_sizes, alpha, *warm)
                 if scale is None:
                     # One extra synchronisation per fit: the reference for "explodes".
                     first = _stack(terms, names)
