@@ -198,7 +198,21 @@ def column_moments(X, block_rows=8192, with_range=False):
             lo, hi = X.min(axis=0).toarray().ravel(), X.max(axis=0).toarray().ravel()
     else:
         for block in row_blocks(X, block_rows):
-            block = block.astype(np.float32).astype(np.float64)
+            block = np.asarray(block, dtype=np.float32)
+            # Accumulated in float64 without a float64 copy of the block (whose fresh
+            # pages cost more than the sums themselves).
+            sums = block.sum(0, dtype=np.float64)
+            if not np.isnan(sums).any():
+                # No NaN in the block (a NaN makes its column's sum NaN): the sums of the
+                # masked path below, without its masks and NaN-aware passes.
+                if with_range and len(block):
+                    lo = np.fmin(lo, block.min(0))
+                    hi = np.fmax(hi, block.max(0))
+                total += sums
+                total_sq += np.einsum("ij,ij->j", block, block, dtype=np.float64)
+                count += len(block)
+                continue
+            block = block.astype(np.float64)
             observed = ~np.isnan(block)
             if with_range:
                 lo = np.fmin(lo, np.nanmin(block, 0, initial=np.inf))

@@ -37,12 +37,11 @@ def check_float32_range(X):
 
 
 def _abs_max(X, block_rows=8192):
-    """max |X|, dense X in row blocks: no full-size temporary (X may be a memory map)."""
+    """max |X|, dense X in row blocks: no full-size temporary (X may be a memory map),
+    and no |block| either (its fresh pages cost more than the two reductions)."""
     if sp.issparse(X):
         return float(np.max(np.abs(X)))
-    return float(
-        np.max([np.max(np.abs(X[s : s + block_rows])) for s in range(0, X.shape[0], block_rows)])
-    )
+    return float(np.max([np.maximum(b.max(), -b.min()) for b in row_blocks(X, block_rows)]))
 
 
 def check_finite_output(out, what, dtype):

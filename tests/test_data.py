@@ -191,3 +191,22 @@ def test_column_moments_range_skips_nan_counts_implicit_zeros_and_reads_blocks(t
     np.save(path, X)
     _, hi_m = column_range(np.load(path, mmap_mode="r"), block_rows=9)
     np.testing.assert_array_equal(hi_m, column_range(X)[1])
+
+
+def test_column_moments_match_nan_aware_numpy_with_and_without_nan_blocks():
+    """Blocks with a NaN and blocks without one give the moments of the observed
+    entries, rounded to float32 first, as NumPy's NaN-aware reductions compute them."""
+    from sklearn_cpvae._data import column_moments
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(loc=3.0, scale=2.0, size=(60, 4))
+    X[[2, 3, 40], [0, 0, 2]] = np.nan  # in the first and the sixth block of 7 rows
+    mean, var, lo, hi = column_moments(X, block_rows=7, with_range=True)
+    seen = X.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(mean, np.nanmean(seen, 0), rtol=1e-12)
+    np.testing.assert_allclose(var, np.nanvar(seen, 0), rtol=1e-9)
+    np.testing.assert_array_equal(lo, np.nanmin(seen, 0))
+    np.testing.assert_array_equal(hi, np.nanmax(seen, 0))
+    whole = column_moments(X[~np.isnan(X).any(1)], block_rows=1000)
+    parts = column_moments(X[~np.isnan(X).any(1)], block_rows=7)
+    np.testing.assert_allclose(whole, parts, rtol=1e-12)
