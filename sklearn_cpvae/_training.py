@@ -602,7 +602,8 @@ def train(
                 last_good = _snapshot(module, last_good)
             previous = record
 
-            # Stopping rules: the objective changes with alpha, so only count after annealing.
+            # Stopping rules: the objective changes with alpha and with the private KL's
+            # warm-up, so only count after both schedules end.
             if epoch + 1 < max(cfg.mi_anneal_epochs, cfg.private_kl_warmup):
                 continue
             metric = record[f"val_{names[0]}"] if validate is not None else record[names[0]]
