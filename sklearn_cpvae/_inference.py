@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from sklearn_cpvae._memory import with_retained_heap
 from sklearn_cpvae._objective import kl_std_normal, log_likelihood_per_population
 from sklearn_cpvae._torch_utils import resolve_device
 from sklearn_cpvae._validation import check_finite_output
@@ -79,6 +80,7 @@ def _width(module, X):
     return max(module.layer_width, X.shape[1])
 
 
+@with_retained_heap
 def encode(
     module, device, X, populations=None, *, has_private=None, private_var=False, centre=None
 ):
@@ -124,6 +126,7 @@ def encode(
     return private.astype(X.dtype, copy=False)
 
 
+@with_retained_heap
 def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prior_var=None):
     """log p(x | k) for every row and population, shape (n, K) (eq. 7-8).
 
@@ -159,6 +162,7 @@ def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prio
     return check_finite_output(ll, "log p(x | population)", tdtype)
 
 
+@with_retained_heap
 def decode(module, device, codes, *, z_cols=None, t_cols=None, populations=None):
     """Mean of p(x | z, t) from codes: ``f_s(z)`` (``z_cols``), ``f_k(t)`` (``t_cols``, with
     each row's population) or their sum when both are given; as numpy in codes' dtype."""
@@ -189,6 +193,7 @@ def generate(module, z, t, populations):
         return module.output_mean(out).numpy().astype(np.float64)
 
 
+@with_retained_heap
 def population_centres(module, X, populations):
     """Each population's mean encoder input over its rows of ``X``, (K, D) float32, for
     ``shared_centering``: the mean over observed entries (0, the standardised mean,
@@ -204,6 +209,7 @@ def population_centres(module, X, populations):
     return torch.where(counts > 0, sums / counts.clamp_min(1.0), 0.0).to(torch.float32)
 
 
+@with_retained_heap
 def private_kl(module, device, X):
     """``KL(q_k(t | x_i) || N(0, I))`` of every private encoder on every row, (n, K)."""
     module, device, _ = inference_module(module, device, X.dtype)
@@ -216,6 +222,7 @@ def private_kl(module, device, X):
     return np.concatenate(out).astype(np.float64)
 
 
+@with_retained_heap
 def posterior_decodes(module, device, X, targets, *, n_samples, seed, t_mean, t_var, sources=None):
     """Decoded means under several populations for the same posterior draws of z.
 

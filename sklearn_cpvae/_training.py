@@ -24,6 +24,7 @@ from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 from sklearn_cpvae._data import DiskRows, MappedRows, file_backed, training_tensor
+from sklearn_cpvae._memory import with_retained_heap
 from sklearn_cpvae._objective import (
     batch_terms,
     has_mi,
@@ -804,6 +805,7 @@ def _state_to_cpu(state):
     return move(state)
 
 
+@with_retained_heap(trim=True)
 def fit_module(
     module,
     data,
