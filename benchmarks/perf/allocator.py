@@ -27,12 +27,11 @@ import statistics
 import subprocess
 import sys
 
-import numpy as np
 import torch
 
-from benchmarks._timing import bare_training_step, count_flops, gemm_rate, machine_info
-from benchmarks.perf.bench_speed import BATCH, HIDDEN, N_PRIVATE, N_SHARED, make_data, predict
-from benchmarks.perf.fit_vs_bare import SAME_WORK, time_fit
+from benchmarks._timing import gemm_rate, machine_info
+from benchmarks.perf.bench_speed import BATCH, make_data, predict
+from benchmarks.perf.fit_vs_bare import flops_per_sample, time_fit
 from sklearn_cpvae import _memory
 from sklearn_cpvae._training import steps_per_epoch
 
@@ -41,11 +40,7 @@ def measure(k, enabled, steps, epochs, predict_gflop):
     """One side in this process: roofline fractions and the digest of the fit."""
     _memory.ENABLED = enabled
     x, y = make_data(BATCH * steps, k)
-    probe = bare_training_step(
-        torch.from_numpy(x), torch.from_numpy(y), k, BATCH // k, 1, HIDDEN, None,
-        n_shared=N_SHARED, n_private=N_PRIVATE, **SAME_WORK,
-    )  # fmt: skip
-    flops = count_flops(probe) / BATCH
+    flops = flops_per_sample(x, y, k)
     rows = epochs * steps_per_epoch(len(x), k, BATCH // k) * BATCH
     time_fit(x, y, k, 1)  # the first run of new shapes, unmeasured
     gemm = gemm_rate()
@@ -112,7 +107,6 @@ def main():
     ap.add_argument("--retained", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    np.seterr(all="ignore")
     if args.child:
         res = measure(args.ks[0], bool(args.retained), args.steps, args.epochs, args.predict_gflop)
         print(json.dumps(res))

@@ -70,6 +70,15 @@ def time_bare(x, y, k, n_steps, mi_samples=None):
     return time.perf_counter() - tic
 
 
+def flops_per_sample(x, y, k, mi_samples=None):
+    """Matrix-product FLOPs per training row of one plain-loop step, the roofline's numerator."""
+    probe = bare_training_step(
+        torch.from_numpy(x), torch.from_numpy(y), k, BATCH // k, 1, HIDDEN, mi_samples,
+        n_shared=N_SHARED, n_private=N_PRIVATE, **SAME_WORK,
+    )  # fmt: skip
+    return count_flops(probe) / BATCH
+
+
 def compare(k, steps, epochs, rounds, mi_samples=None):
     """ABBA rounds of the whole fit against the plain loop at K = ``k``.
 
@@ -80,11 +89,7 @@ def compare(k, steps, epochs, rounds, mi_samples=None):
     """
     x, y = make_data(BATCH * steps, k)
     n_steps = epochs * steps_per_epoch(len(x), k, BATCH // k)
-    probe = bare_training_step(
-        torch.from_numpy(x), torch.from_numpy(y), k, BATCH // k, 1, HIDDEN, mi_samples,
-        n_shared=N_SHARED, n_private=N_PRIVATE, **SAME_WORK,
-    )  # fmt: skip
-    flops = count_flops(probe) / BATCH
+    flops = flops_per_sample(x, y, k, mi_samples)
     # ABBA order cancels a drift of the machine's speed, not the one-time costs of the
     # first run of new shapes (kernel selection, the allocator's first pages), which
     # would all land on round 0's first side: one short unmeasured run of each first.
