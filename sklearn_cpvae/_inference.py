@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 
 from sklearn_cpvae._memory import with_retained_heap
-from sklearn_cpvae._objective import kl_std_normal, log_likelihood_per_population
+from sklearn_cpvae._objective import kl_std_normal, log_likelihood_per_population, proposal
 from sklearn_cpvae._torch_utils import resolve_device
 from sklearn_cpvae._validation import check_finite_output
 
@@ -149,15 +149,28 @@ def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prio
         p_logvar = torch.zeros_like(p_mean)
     # A population-centred shared encoder runs the shared networks once per population.
     k_shared = k if module.shared_centering else 1
-    per_row = (
-        4 * X.dtype.itemsize * s * (k + k_shared) * (X.shape[1] + _width(module, X) + n_private)
+    width = _width(module, X)
+    per_row = 4 * X.dtype.itemsize * s * (k + k_shared) * (X.shape[1] + width + n_private)
+    # The encoders need S times less memory per row than the samples: they run on blocks
+    # of many rows, the samples on slices of them. With the samples' slices alone, large K
+    # left a few rows per private encoder (4 at K = 50, S = 50), where their batched
+    # GEMM runs far below the GEMM rate.
+    per_row_encode = (
+        2
+        * X.dtype.itemsize
+        * ((k + k_shared) * (width + 2 * max(n_shared, n_private)) + 2 * X.shape[1])
     )
     out = []
     with torch.inference_mode():
-        for sl in chunks(X.shape[0], per_row):
-            xb = to_tensor(X[sl], device, X.dtype)
-            ll = log_likelihood_per_population(module, xb, eps_z, eps_t, p_mean, p_logvar)
-            out.append((ll + module.log_jacobian(xb)[:, None]).cpu().numpy())
+        for block in chunks(X.shape[0], per_row_encode):
+            xb = to_tensor(X[block], device, X.dtype)
+            q = proposal(module, xb)
+            log_jacobian = module.log_jacobian(xb)[:, None]
+            for sl in chunks(xb.shape[0], per_row):
+                ll = log_likelihood_per_population(
+                    module, q.rows(sl), eps_z, eps_t, p_mean, p_logvar
+                )
+                out.append((ll + log_jacobian[sl]).cpu().numpy())
     ll = np.concatenate(out).astype(np.float64)
     return check_finite_output(ll, "log p(x | population)", tdtype)
 

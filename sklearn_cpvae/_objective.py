@@ -533,38 +533,72 @@ def batch_terms(
     return terms
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """The amortised posterior of some rows: eq. 8's proposal, before any sample.
+
+    ``xs`` (n, D) the rows as the encoders and the likelihood see them
+    (:meth:`~sklearn_cpvae._module.CPVAEModule.standardize_rows`); ``mu_z``, ``lv_z``
+    (K or 1, n, n_shared) the mean and log-variance of q(z|x) (one per population with
+    ``shared_centering``); ``mu_t``, ``lv_t`` (K, n, n_private) those of every q_k(t|x).
+    Encoding is cheap per row but runs K networks, so inference encodes many rows at
+    once and samples from slices of them (:meth:`rows`)."""
+
+    xs: torch.Tensor
+    mu_z: torch.Tensor
+    lv_z: torch.Tensor
+    mu_t: torch.Tensor
+    lv_t: torch.Tensor
+
+    def rows(self, sl):
+        """The proposal of rows ``sl`` (a slice), as views."""
+        return Proposal(
+            self.xs[sl], self.mu_z[:, sl], self.lv_z[:, sl], self.mu_t[:, sl], self.lv_t[:, sl]
+        )
+
+
+def proposal(module, x):
+    """Encode rows ``x`` (n, D) with the shared and every private encoder (eq. 2)."""
+    xs = module.standardize_rows(x)  # once for the encoders and the likelihood
+    mu_z, lv_z = module.encode_shared_all(xs, standardized=True)
+    mu_t, lv_t = module.encode_private_all(xs, standardized=True)
+    return Proposal(xs, mu_z, lv_z, mu_t, lv_t)
+
+
 def log_likelihood_per_population(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     """Importance-sampled log p(x | theta_s, theta_k) for every population k (eq. 7-8).
 
-    The proposal is the amortised posterior q(z|x) q_k(t|x) (q(z|x, k) with
-    ``shared_centering``); ``eps_z`` (S, n_shared) and
-    ``eps_t`` (S, n_private) are fixed standard-normal draws shared by every row and every
-    population (common random numbers), so a row's estimate does not depend on the other
-    rows of its batch and differences between populations have low variance.
-    The prior on t is ``N(prior_t_mean[k], exp(prior_t_logvar[k]))``: the standard normal
-    of eq. 1, or the aggregate posterior (see ``CPVAE(private_prior=...)``).
+    ``x`` is the rows (n, D) or their :class:`Proposal`. The proposal is the amortised
+    posterior q(z|x) q_k(t|x) (q(z|x, k) with ``shared_centering``); ``eps_z``
+    (S, n_shared) and ``eps_t`` (S, n_private) are fixed standard-normal draws shared by
+    every row and every population (common random numbers), so a row's estimate does not
+    depend on the other rows of its batch and differences between populations have low
+    variance. The prior on t is ``N(prior_t_mean[k], exp(prior_t_logvar[k]))``: the
+    standard normal of eq. 1, or the aggregate posterior (see
+    ``CPVAE(private_prior=...)``).
 
     Returns a tensor ``(n, K)``.
     """
+    q = x if isinstance(x, Proposal) else proposal(module, x)
     recon, log_pz_qz, log_pt_qt = importance_terms(
-        module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar
+        module, q, eps_z, eps_t, prior_t_mean, prior_t_logvar
     )
     log_w = recon + log_pz_qz + log_pt_qt  # (K, S, n)
     return log_marginal_is(log_w.transpose(0, 1)).T  # (n, K)
 
 
-def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
+def importance_terms(module, q, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     """The three parts of eq. 8's log-weights, per population and sample.
 
-    ``recon`` (K, S, n): log p(x | z_s, t_ks, k); ``log_pz_qz`` (S, n): log p(z_s) -
-    log q(z_s | x), the same for every k (``(K, S, n)`` with ``shared_centering``, whose
-    proposal q(z | x, k) centres x by population k's mean); ``log_pt_qt`` (K, S, n):
-    log p(t_ks) - log q_k(t_ks | x), whose mean over samples is minus the rate
-    KL(q_k(t|x) || p(t)). Their mean over samples is each population's ELBO, split into
-    what its decoder explains and what its private code costs.
+    ``q`` is the rows' :class:`Proposal`. ``recon`` (K, S, n): log p(x | z_s, t_ks, k);
+    ``log_pz_qz`` (S, n): log p(z_s) - log q(z_s | x), the same for every k (``(K, S, n)``
+    with ``shared_centering``, whose proposal q(z | x, k) centres x by population k's
+    mean); ``log_pt_qt`` (K, S, n): log p(t_ks) - log q_k(t_ks | x), whose mean over
+    samples is minus the rate KL(q_k(t|x) || p(t)). Their mean over samples is each
+    population's ELBO, split into what its decoder explains and what its private code
+    costs.
     """
-    xs = module.standardize_rows(x)  # once for the encoders and the likelihood
-    mu_z, lv_z = module.encode_shared_all(xs, standardized=True)  # (K or 1, n, dz)
+    xs, mu_z, lv_z, mu_t, lv_t = q.xs, q.mu_z, q.lv_z, q.mu_t, q.lv_t
     z = mu_z[:, None] + torch.exp(0.5 * lv_z[:, None]) * eps_z[:, None, :]  # (., S, n, dz)
     log_pz_qz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)) - log_normal(
         z, mu_z[:, None], lv_z[:, None]
@@ -573,7 +607,6 @@ def importance_terms(module, x, eps_z, eps_t, prior_t_mean, prior_t_logvar):
     if not module.shared_centering:
         log_pz_qz, f_s = log_pz_qz[0], f_s[0]
 
-    mu_t, lv_t = module.encode_private_all(xs, standardized=True)  # (K, n, dt)
     k, n, dt = mu_t.shape
     s = eps_t.shape[0]
     t = mu_t[:, None] + torch.exp(0.5 * lv_t[:, None]) * eps_t[None, :, None, :]  # (K,S,n,dt)

@@ -29,7 +29,7 @@ from sklearn.exceptions import ConvergenceWarning
 from benchmarks._common import git_commit, hardware
 from benchmarks.quality.panel import two_gaussian
 from sklearn_cpvae import CPVAE, _inference
-from sklearn_cpvae._objective import importance_terms
+from sklearn_cpvae._objective import importance_terms, proposal
 
 CONFIGS = {
     "old_defaults": dict(objective="paper", private_prior="aggregate", standardize=False),
@@ -79,7 +79,7 @@ def weight_parts(model, X, y):
     with torch.inference_mode():
         recon, _, log_pt_qt = importance_terms(
             model.module_,
-            torch.as_tensor(X, dtype=torch.float32),
+            proposal(model.module_, torch.as_tensor(X, dtype=torch.float32)),
             eps[:, : model.n_shared],
             eps[:, model.n_shared :],
             pm,

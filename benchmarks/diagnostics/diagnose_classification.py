@@ -25,7 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from benchmarks import _common as C
 from benchmarks.paper import table2_classification as T2
 from sklearn_cpvae import CPVAE
-from sklearn_cpvae._objective import importance_terms
+from sklearn_cpvae._objective import importance_terms, proposal
 
 
 def kl_diag(mu, lv, pm, plv):
@@ -44,7 +44,8 @@ def margin_split(model, Xt, yt, n_samples=50, seed=0):
     recon, rate = [], []
     with torch.inference_mode():
         for sl in np.array_split(np.arange(len(Xt)), max(1, len(Xt) // 250)):
-            r, _, pt = importance_terms(m, torch.from_numpy(Xt[sl]), eps_z, eps_t, pm, plv)
+            q = proposal(m, torch.from_numpy(Xt[sl]))
+            r, _, pt = importance_terms(m, q, eps_z, eps_t, pm, plv)
             recon.append(r.mean(1).T)  # (n, K)
             rate.append(-pt.mean(1).T)
     recon, rate = torch.cat(recon).double(), torch.cat(rate).double()
