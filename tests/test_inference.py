@@ -65,6 +65,33 @@ def test_inference_chunking_does_not_change_results(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_likelihood_blocks_and_slices_keep_rows_in_place(monkeypatch):
+    """The likelihood encodes blocks of rows and samples slices of each block: with
+    blocks of many rows cut into slices of 3, every row keeps its own estimate."""
+    import sklearn_cpvae._inference as inference
+
+    X, y = make_offset_populations()
+    est = CPVAE(random_state=0, **CONFIGS["scaling"]).fit(X, y)
+    Xf = X.astype(np.float32)
+    ref = est.score_samples(Xf, populations=y), est.predict_proba(Xf)
+    sizes = []
+    chunks = inference.chunks
+
+    def spy(n, bytes_per_row):
+        sizes.append(bytes_per_row)
+        return chunks(n, bytes_per_row)
+
+    monkeypatch.setattr(inference, "chunks", spy)
+    est.score_samples(Xf[:1])
+    per_row_encode, per_row_samples = sizes[:2]
+    assert per_row_samples > 4 * per_row_encode
+    monkeypatch.setattr(inference, "CHUNK_BYTES", 3 * per_row_samples)
+    got = est.score_samples(Xf, populations=y), est.predict_proba(Xf)
+    for a, b in zip(ref, got, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("layout", ["mixed", "sorted", "one_dominant"])
 def test_grouped_chunks_cover_the_rows_within_the_budget(layout, monkeypatch):
     """Slices for a padded (K, m, ...) pass: every row once, in order, and each slice's
