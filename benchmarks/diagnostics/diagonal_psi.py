@@ -68,7 +68,8 @@ def run_panel(seeds):
 
     panel.CONFIGS["diagonal_psi"] = {}
     out = RESULTS / "diagnostics" / "diagonal_psi_panel.json"
-    argv = ["--quick", "--configs", "diagonal_psi", "--out", str(out), "--seeds"]
+    # One job: the patch lives in this process, not in worker processes.
+    argv = ["--quick", "--configs", "diagonal_psi", "--jobs", "1", "--out", str(out), "--seeds"]
     with diagonal_psi():
         panel.main(argv + [str(s) for s in seeds])
 
