@@ -5,6 +5,7 @@ fit against the plain loop op by op.
     M=64 MS=16 T=1 python -m benchmarks.perf.profile_step 2   # 64/pop, m=16, 1 thread
     python -m benchmarks.perf.profile_step 50 p       # + torch.profiler table
     MS=16 T=1 python -m benchmarks.perf.profile_step 10 fit   # estimator vs plain loop
+    T=1 python -m benchmarks.perf.profile_step 50 predict     # predict_proba, by op and shape
 
 Environment: M rows per population (default 800 // K), MS = mi_samples (default exact),
 T = torch threads (default 2), STEPS = steps per epoch of the ``fit`` mode (default 4).
@@ -16,6 +17,10 @@ measurement in docs/performance.md.
 rows, the settings of ``fit_vs_bare.py``) and the plain loop's same number of steps,
 each under ``torch.profiler`` after one unprofiled run of each; prints, per op, the
 self CPU time per step of both and their difference, largest difference first.
+
+``predict``: ``predict_proba`` (S = 50) of ROWS rows (default 32) on the MNIST-shaped
+estimator of ``bench_speed.py`` after one epoch, under ``torch.profiler``; prints the
+self CPU time per op and input shape.
 """
 
 import os
@@ -93,6 +98,29 @@ def fit_against_plain_loop(K, MS, steps, rows=25):
     print(f"{'total':48s} {sum(a.values()):12.2f} {sum(b.values()):14.2f}")
 
 
+def profile_predict(K, rows):
+    import warnings
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from benchmarks.perf.bench_speed import BATCH, HIDDEN, N_PRIVATE, N_SHARED, make_data
+    from sklearn_cpvae import CPVAE
+
+    x, y = make_data(BATCH * 2, K)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = CPVAE(
+            N_SHARED, N_PRIVATE, hidden_layer_sizes=(HIDDEN,), batch_size=BATCH // K,
+            max_iter=1, random_state=0,
+        ).fit(x, y)  # fmt: skip
+    xt = make_data(rows, K, seed=1)[0]
+    est.predict_proba(xt[:8])
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
+        est.predict_proba(xt)
+    table = p.key_averages(group_by_input_shape=True)
+    print(table.table(sort_by="self_cpu_time_total", row_limit=14, max_shapes_column_width=60))
+
+
 def main():
     torch.set_num_threads(int(os.environ.get("T", 2)))
     K = int(sys.argv[1])
@@ -100,6 +128,9 @@ def main():
     MS = int(os.environ["MS"]) if "MS" in os.environ else None
     if sys.argv[2:3] == ["fit"]:
         fit_against_plain_loop(K, MS, int(os.environ.get("STEPS", 4)))
+        return
+    if sys.argv[2:3] == ["predict"]:
+        profile_predict(K, int(os.environ.get("ROWS", 32)))
         return
     step = single_step(K, M, MS)
     for i in range(3):
