@@ -109,6 +109,18 @@ def machine_info(device="cpu"):
     return info
 
 
+def write_comparison(path, args, results, **extra):
+    """Write the results of a comparison script with the machine, its arguments, any
+    ``extra`` records and the load average at the end."""
+    import json
+
+    res = dict(machine=machine_info("cpu"), args=vars(args), **extra, results=results)
+    res["load_average_after"] = os.getloadavg()
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"wrote {path}")
+
+
 def bare_training_step(
     x,
     y,

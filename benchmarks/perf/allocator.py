@@ -22,14 +22,13 @@ Writes ``benchmarks/results/perf/allocator.json``.
 import argparse
 import hashlib
 import json
-import os
 import statistics
 import subprocess
 import sys
 
 import torch
 
-from benchmarks._timing import gemm_rate, machine_info
+from benchmarks._timing import gemm_rate, write_comparison
 from benchmarks.perf.bench_speed import BATCH, make_data, predict
 from benchmarks.perf.fit_vs_bare import flops_per_sample, time_fit
 from sklearn_cpvae import _memory
@@ -111,15 +110,7 @@ def main():
         res = measure(args.ks[0], bool(args.retained), args.steps, args.epochs, args.predict_gflop)
         print(json.dumps(res))
         return
-    res = dict(
-        machine=machine_info("cpu"),
-        args=vars(args),
-        results=[compare(k, args) for k in args.ks],
-        load_average_after=os.getloadavg(),
-    )
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"wrote {args.out}")
+    write_comparison(args.out, args, [compare(k, args) for k in args.ks])
 
 
 if __name__ == "__main__":

@@ -110,19 +110,12 @@ def main():
         return
     if args.checkouts is None:
         ap.error("--checkouts needs two source trees")
-    from benchmarks._timing import machine_info
+    from benchmarks._timing import write_comparison
 
     trees = [str(Path(t).resolve()) for t in args.checkouts]
-    res = dict(
-        machine=machine_info("cpu"),
-        args=vars(args),
-        load_average_before=os.getloadavg(),
-        results=[compare(k, trees, args) for k in args.ks],
-        load_average_after=os.getloadavg(),
-    )
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=1)
-    print(f"wrote {args.out}")
+    load_before = os.getloadavg()
+    results = [compare(k, trees, args) for k in args.ks]
+    write_comparison(args.out, args, results, load_average_before=load_before)
 
 
 if __name__ == "__main__":
