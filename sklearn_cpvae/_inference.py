@@ -152,9 +152,9 @@ def log_likelihoods(module, device, X, *, n_samples, seed, prior_mean=None, prio
     width = _width(module, X)
     per_row = 4 * X.dtype.itemsize * s * (k + k_shared) * (X.shape[1] + width + n_private)
     # The encoders need S times less memory per row than the samples: they run on blocks
-    # of many rows, the samples on slices of them. With the samples' slices alone, large K
-    # left a few rows per private encoder (4 at K = 50, S = 50), where their batched
-    # GEMM runs far below the GEMM rate.
+    # of many rows, the samples on slices of them. Slices sized for the samples would
+    # leave a few rows per private encoder at large K (4 at K = 50, S = 50), where their
+    # batched GEMM runs far below the GEMM rate.
     per_row_encode = (
         2
         * X.dtype.itemsize

@@ -740,16 +740,6 @@ def run_config(data, cname, config, threads=1):
     return entry
 
 
-def run_case(name, mode, seed, configs, threads=1):
-    """One case and seed under each configuration, one after the other."""
-    record, data = prepare_case(name, mode, seed)
-    for cname in configs:
-        entry = run_config(data, cname, CONFIGS[cname], threads)
-        if entry is not None:
-            record["configs"][cname] = entry
-    return record
-
-
 def run_panel(cases, mode, seeds, configs, threads=1, jobs=1):
     """Every case, seed and configuration; ``jobs`` fits run in parallel processes.
 
