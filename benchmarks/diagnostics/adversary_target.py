@@ -38,6 +38,8 @@ CONFIGS = {
     "adv10": ({"shared_adversary": 10.0}, "reversal"),
     "adv1_confusion": ({"shared_adversary": 1.0}, "confusion"),
     "adv10_confusion": ({"shared_adversary": 10.0}, "confusion"),
+    "adv1_confusion_std": ({"shared_adversary": 1.0}, "confusion_std"),
+    "adv10_confusion_std": ({"shared_adversary": 10.0}, "confusion_std"),
 }
 
 
@@ -49,8 +51,13 @@ def _logits_frozen(classifier, z):
 
 
 @contextlib.contextmanager
-def confusion_target():
+def confusion_target(standardize=False):
     """Fit with the confusion target in place of the reversed gradient.
+
+    ``standardize=True`` gives classifier and encoder target each unit of the codes
+    divided by its minibatch standard deviation (statistics detached), the scale on
+    which the panel's probe reads them, so that units whose means move by a few
+    hundredths weigh as much as active ones.
 
     ``batch_terms`` calls ``reverse_gradient(mu_z, weight)``, then
     ``module.population_logits`` and ``adversary_cross_entropy`` on the result. Here the
@@ -64,6 +71,8 @@ def confusion_target():
     seen = {}
 
     def identity(z, weight):
+        if standardize:
+            z = (z - z.mean(0).detach()) / (z.std(0).detach() + 1e-8)
         seen["z"], seen["weight"] = z, float(weight)
         return z.detach()
 
@@ -102,7 +111,11 @@ def main():
         for case in args.cases:
             for name in args.configs:
                 params, target = CONFIGS[name]
-                ctx = confusion_target() if target == "confusion" else contextlib.nullcontext()
+                ctx = (
+                    confusion_target(standardize=target == "confusion_std")
+                    if target.startswith("confusion")
+                    else contextlib.nullcontext()
+                )
                 with ctx:
                     out = run(case, params, "median", seed)
                 result["runs"].append({"case": case, "config": name, "seed": seed, **out})
