@@ -60,7 +60,8 @@ CONFIGS = {
     # Five times the default epochs: on small sets (E. coli: 82 rows, one step per
     # epoch) whether the empty shared space is a matter of optimiser steps.
     "max_iter1000": {"max_iter": 1000},
-    # Stop on the loss of a held-out tenth of the training rows (see "Early stopping").
+    # Stop on the loss of a held-out tenth of the training rows (docs/quality.md,
+    # "How the defaults were chosen").
     "early_stop": {"early_stopping": True},
     # Levers on where structure goes (docs/quality.md, "Table 1"): a private nat at half
     # the price of a shared one; the MMD invariance penalty on the shared codes.
