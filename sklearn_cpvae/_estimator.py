@@ -156,10 +156,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     max_iter : int, default=200
         Maximum number of epochs.
     tol : float, default=1e-4
-        Relative improvement of the loss (validation loss with ``early_stopping``)
-        below which an epoch counts as no improvement.
+        Training stops when the mean loss (validation loss with ``early_stopping``) of
+        the last ``n_iter_no_change`` epochs is not lower than the mean of the
+        ``n_iter_no_change`` epochs before them by ``tol`` times its size. Means, not
+        single epochs, since an epoch's loss is a Monte-Carlo estimate.
     n_iter_no_change : int, default=10
-        Stop after this many epochs without improvement (counted once annealing ends).
+        The window of epochs whose mean losses ``tol`` compares (counted once
+        annealing and the private KL's warm-up end), so a fit runs at least twice
+        this many epochs.
     early_stopping : bool, default=False
         Hold out a stratified ``validation_fraction`` of the rows, stop on its loss,
         and restore the weights of the epoch with the lowest validation loss (counted
@@ -676,8 +680,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         elif not result.converged and not self.early_stopping:
             warnings.warn(
                 f"CPVAE ran all max_iter={self.max_iter} epochs and the loss was still "
-                f"improving by more than tol={self.tol} (relative) within the last "
-                f"n_iter_no_change={self.n_iter_no_change} epochs, so it may be "
+                f"improving (by tol={self.tol}, relative, between means over windows of "
+                f"n_iter_no_change={self.n_iter_no_change} epochs), so it may be "
                 "under-trained. Raise max_iter, or fit again with warm_start=True to "
                 "continue from here; a larger tol stops sooner.",
                 ConvergenceWarning,

@@ -125,10 +125,11 @@ class VAE(TransformerMixin, BaseEstimator):
     max_iter : int, default=200
         Maximum number of epochs (passes over the rows).
     tol : float, default=1e-4
-        Relative improvement of the epoch loss below which an epoch counts as no
-        improvement.
+        Training stops when the mean loss of the last ``n_iter_no_change`` epochs is
+        not lower than the mean of the ``n_iter_no_change`` epochs before them by
+        ``tol`` times its size (as in :class:`~sklearn_cpvae.CPVAE`).
     n_iter_no_change : int, default=10
-        Stop after this many epochs without improvement.
+        The window of epochs whose mean losses ``tol`` compares.
     max_grad_norm : float or None, default=None
         Clip the gradient's global norm to this value; None disables clipping.
     n_importance_samples : int, default=50
@@ -323,8 +324,8 @@ class VAE(TransformerMixin, BaseEstimator):
         elif not result.converged:
             warnings.warn(
                 f"VAE ran all max_iter={self.max_iter} epochs and the loss was still "
-                f"improving by more than tol={self.tol} (relative) within the last "
-                f"n_iter_no_change={self.n_iter_no_change} epochs, so it may be "
+                f"improving (by tol={self.tol}, relative, between means over windows of "
+                f"n_iter_no_change={self.n_iter_no_change} epochs), so it may be "
                 "under-trained. Raise max_iter; a larger tol stops sooner.",
                 ConvergenceWarning,
                 stacklevel=2,

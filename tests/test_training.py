@@ -305,12 +305,46 @@ def test_early_stopping_restores_best(populations_data):
     assert "val_mi" in model.history_[0]
 
 
-def test_stopping_counts_the_first_epoch_as_an_improvement(populations_data):
-    # With a tol no epoch can meet, training stops after the first epoch plus
-    # n_iter_no_change epochs without improvement, as the parameter says.
+def test_stopping_compares_two_windows_of_epochs(populations_data):
+    # With a tol no window can meet, training stops as soon as there are two windows
+    # of n_iter_no_change epochs to compare, as the parameter says.
     X, y, _, _ = populations_data
     model = CPVAE(**{**SMALL, "max_iter": 50}, n_iter_no_change=3, tol=10.0).fit(X, y)
-    assert model.n_iter_ == 4
+    assert model.n_iter_ == 6
+
+
+def _old_rule_stop(losses, tol, window):
+    """First epoch at which scikit-learn's MLP rule stops: ``window`` epochs in a row
+    that do not beat the best epoch so far by ``tol`` of its size."""
+    best, streak = math.inf, 0
+    for epoch, value in enumerate(losses, 1):
+        streak = 0 if value < best - tol * abs(best) else streak + 1
+        best = min(best, value)
+        if streak >= window:
+            return epoch
+    return None
+
+
+def test_window_rule_keeps_a_noisy_slowly_improving_fit_and_stops_a_flat_one():
+    """A loss that falls by 0.02 an epoch under epoch-to-epoch noise of 0.1 (what the
+    quality panel's synthetic fits record) is not stopped by the window rule, whereas
+    the best-epoch record stops most such fits early; a flat noisy loss is stopped."""
+    rng = np.random.default_rng(0)
+    epochs = np.arange(200)
+    stopped_early = 0
+    for _ in range(20):
+        improving = (25.0 - 0.02 * epochs + rng.normal(scale=0.1, size=200)).tolist()
+        windowed = [_training.plateaued(improving[:e], 1e-4, 10) for e in range(1, 201)]
+        assert not any(windowed)
+        stopped_early += _old_rule_stop(improving, 1e-4, 10) is not None
+    assert stopped_early >= 10
+    flat = (20.0 + rng.normal(scale=0.1, size=200)).tolist()
+    first = next(e for e in range(1, 201) if _training.plateaued(flat[:e], 1e-4, 10))
+    assert first <= 60
+    # The rule is the comparison of the two window means, computed directly.
+    for e in range(20, 201):
+        cur, before = np.mean(flat[e - 10 : e]), np.mean(flat[e - 20 : e - 10])
+        assert _training.plateaued(flat[:e], 1e-4, 10) == (not cur < before - 1e-4 * abs(before))
 
 
 def test_warm_start_continues(populations_data):
