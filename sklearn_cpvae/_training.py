@@ -643,7 +643,8 @@ def plateaued(losses, tol, window):
     moves by about 0.1 nat per row from one epoch to the next while a fit can still be
     gaining 0.03 nat an epoch. Means over windows average that noise out, where the
     record of single epochs (scikit-learn's MLP rule) is beaten ever more rarely by
-    noise alone and stops such fits early (docs/training.md, "When training stops").
+    noise alone and stops such fits early (:doc:`the training guide </training>`,
+    "When training stops").
 
     Examples
     --------
