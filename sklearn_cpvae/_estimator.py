@@ -256,6 +256,15 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         ``objective`` itself, so a model trained past it is one whose N(0, I) prior of t
         was part of training. The stopping rules count only after it. 0 trains with the
         full weight from the first step. Must be 0 with ``objective="paper"``.
+    decoder_weight_decay : float, default=0.0
+        L2 penalty on the weights of every decoder (shared and private; not their
+        biases, the encoders or Psi), as Adam's ``weight_decay``: the gradient of
+        ``decoder_weight_decay / 2`` times their squared norm is added to that of the
+        per-row loss. It is a Gaussian prior on the decoders, so structure that the K
+        private decoders would each have to model is cheaper in the one shared decoder,
+        and the shared factors leave the private codes; not part of the paper's
+        objective, and not in the recorded loss. 0 is plain Adam;
+        :doc:`the quality panel </quality>` measures what it does.
     shared_adversary : float, default=0.0
         Weight lambda of an optional population adversary on the shared code, not part
         of the paper's objective (domain-adversarial training, as in DANN and the
@@ -472,6 +481,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         "private_kl_weight": [Interval(Real, 0, 1, closed="right")],
         "private_free_nats": [Interval(Real, 0, None, closed="left")],
         "private_kl_warmup": [Interval(Real, 0, 1, closed="left")],
+        "decoder_weight_decay": [Interval(Real, 0, None, closed="left")],
         "shared_adversary": [Interval(Real, 0, None, closed="left")],
         "shared_centering": [StrOptions({"none", "population"})],
         "mi_alignment": [StrOptions({"none", "mean"})],
@@ -520,6 +530,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         private_kl_weight=1.0,
         private_free_nats=0.0,
         private_kl_warmup=0.0,
+        decoder_weight_decay=0.0,
         shared_adversary=0.0,
         shared_centering="none",
         mi_alignment="none",
@@ -564,6 +575,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.private_kl_weight = private_kl_weight
         self.private_free_nats = private_free_nats
         self.private_kl_warmup = private_kl_warmup
+        self.decoder_weight_decay = decoder_weight_decay
         self.shared_adversary = shared_adversary
         self.shared_centering = shared_centering
         self.mi_alignment = mi_alignment
@@ -757,6 +769,7 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             private_free_nats=float(self.private_free_nats),
             private_kl_warmup=int(round(self.private_kl_warmup * max_iter)),
             shared_adversary=float(self.shared_adversary),
+            decoder_weight_decay=float(self.decoder_weight_decay),
         )
 
     def _validated_fit_data(self, X, y, populations=None):

@@ -91,6 +91,8 @@ class TrainConfig:
     private_kl_warmup: int = 0
     # Weight of the population adversary on the shared codes (0: none).
     shared_adversary: float = 0.0
+    # Adam's L2 weight decay on the decoders' weights (0: none).
+    decoder_weight_decay: float = 0.0
     # Names of the step's terms recorded each epoch (the first one is minimised).
     terms: tuple = TERMS
     # Record alpha (``mi_weight``) each epoch; off for objectives without an MI term.
@@ -765,12 +767,35 @@ class FitOutcome:
     diverged: TrainingDivergedError | None
 
 
-def make_optimizer(module, learning_rate, device):
+def make_optimizer(module, learning_rate, device, decoder_weight_decay=0.0):
     """Adam; the fused kernel on CPU and CUDA updates every parameter in one pass. With K
     private networks the optimiser touches O(K) weights per step, so this matters as much
-    as the GEMMs."""
+    as the GEMMs.
+
+    ``decoder_weight_decay`` > 0 puts the decoders' weights (:func:`decoder_weights`) in
+    a parameter group of their own with that ``weight_decay``; the other parameters stay
+    in the first group, undecayed."""
     fused = device.type in ("cpu", "cuda")
-    return torch.optim.Adam(module.parameters(), lr=learning_rate, fused=fused)
+    if decoder_weight_decay == 0:
+        return torch.optim.Adam(module.parameters(), lr=learning_rate, fused=fused)
+    decayed = decoder_weights(module)
+    ids = {id(p) for p in decayed}
+    groups = [
+        {"params": [p for p in module.parameters() if id(p) not in ids]},
+        {"params": decayed, "weight_decay": decoder_weight_decay},
+    ]
+    return torch.optim.Adam(groups, lr=learning_rate, fused=fused)
+
+
+def decoder_weights(module):
+    """The weight tensors of the shared and private decoders (dense and transposed
+    convolutions), without their biases."""
+    return [
+        p
+        for name, p in module.named_parameters()
+        if name.startswith(("dec_shared.", "dec_private."))
+        and any(part.endswith("weights") for part in name.split(".")[1:])
+    ]
 
 
 def rows_source(X, device, rows=None):
@@ -871,8 +896,16 @@ def fit_module(
             # The classifier's cross-entropy is recorded (and guarded) as its own term.
             cfg = dataclasses.replace(cfg, terms=(*cfg.terms, "adversary"))
     module = module.to(device)
-    optimizer = make_optimizer(module, learning_rate, device)
+    optimizer = make_optimizer(module, learning_rate, device, cfg.decoder_weight_decay)
     if optimizer_state is not None:
+        if len(optimizer_state["param_groups"]) != len(optimizer.param_groups):
+            raise ValueError(
+                "warm_start=True continues the previous fit's optimiser, whose "
+                "decoder_weight_decay was "
+                f"{'0' if len(optimizer_state['param_groups']) == 1 else 'above 0'}; "
+                f"decoder_weight_decay={cfg.decoder_weight_decay:g} cannot switch the decay "
+                "on or off in a continued fit. Keep it, or fit with warm_start=False."
+            )
         optimizer.load_state_dict(optimizer_state)
         # load_state_dict restores the saved step size too: a warm start must use the
         # learning_rate_init it is given now.

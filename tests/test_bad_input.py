@@ -511,6 +511,7 @@ BAD_PARAMS = {
     "early_stopping": ["yes", 2],
     "validation_fraction": [0.0, 1.0, -0.1, 0.95, 0.5],
     "max_grad_norm": [0.0, -1.0, np.inf, np.nan, 1e-12],
+    "decoder_weight_decay": [-0.1, np.nan, "0.1"],
     "n_importance_samples": [0, -1, 1.5],
     "device": ["gpu", "cuda:99", "", 0, "cpu:0"],
     "random_state": [-1, 2**40, "seed", 1.5],

@@ -472,3 +472,56 @@ def test_early_stopping_restores_the_best_epoch_exactly():
     assert est.n_iter_ == 12 and est.best_loss_ == min(val) and best < 12
     clean = _quiet_fit(CPVAE(**{**params, "max_iter": best}), X, y)
     _assert_same_weights(_weights(est), _weights(clean))
+
+
+def test_decoder_weights_are_the_decoders_weight_tensors():
+    X = np.random.default_rng(0).random((40, 64))
+    y = np.repeat([0, 1], 20)
+    for extra in ({}, {"image_shape": (8, 8), "conv_channels": (4,)}):
+        model = CPVAE(**{**TINY, "max_iter": 1, "likelihood": "bernoulli", **extra})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X, y)
+        names = {n for n, p in model.module_.named_parameters()}
+        chosen = {id(p) for p in _training.decoder_weights(model.module_)}
+        picked = {n for n, p in model.module_.named_parameters() if id(p) in chosen}
+        assert picked == {n for n in names if n.startswith("dec_") and "bias" not in n}
+        assert len(picked) >= 4
+
+
+def test_decoder_weight_decay_goes_to_the_decoders_only(populations_data):
+    X, y, _, _ = populations_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        module = CPVAE(**{**SMALL, "max_iter": 1}).fit(X, y).module_
+    plain = _training.make_optimizer(module, 1e-3, torch.device("cpu"))
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] == 0
+    opt = _training.make_optimizer(module, 1e-3, torch.device("cpu"), 0.5)
+    rest, decayed = opt.param_groups
+    assert decayed["weight_decay"] == 0.5 and rest["weight_decay"] == 0
+    assert {id(p) for p in decayed["params"]} == {id(p) for p in _training.decoder_weights(module)}
+    assert len(rest["params"]) + len(decayed["params"]) == len(list(module.parameters()))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_decoder_weight_decay_shrinks_the_decoders(populations_data):
+    X, y, _, _ = populations_data
+    norms = {}
+    for wd in (0.0, 1.0):
+        model = CPVAE(**{**SMALL, "max_iter": 20}, decoder_weight_decay=wd).fit(X, y)
+        dec = _training.decoder_weights(model.module_)
+        enc = [p for n, p in model.module_.named_parameters() if n.startswith("enc_shared.")]
+        norms[wd] = (sum(float(p.detach().square().sum()) for p in dec), enc[0].detach().clone())
+    assert norms[1.0][0] < 0.6 * norms[0.0][0]
+    # Zero decay is the plain optimiser: the same fit, bitwise, as the default.
+    default = CPVAE(**{**SMALL, "max_iter": 20}).fit(X, y)
+    enc0 = [p for n, p in default.module_.named_parameters() if n.startswith("enc_shared.")]
+    assert torch.equal(enc0[0], norms[0.0][1])
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_refuses_to_switch_decoder_weight_decay(populations_data):
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 2}, warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match="decoder_weight_decay=0.1 cannot switch"):
+        model.set_params(decoder_weight_decay=0.1).fit(X, y)

@@ -69,6 +69,10 @@ CONFIGS = {
     # The own private KL's weight rising from 0 to 1 over the first half of max_iter.
     "warmup0.5": {"private_kl_warmup": 0.5},
     "inv10": {"shared_invariance": 10.0},
+    # An L2 prior on the decoders' weights: what K private decoders would each model
+    # costs more there than in the one shared decoder (docs/quality.md).
+    "dec_wd0.01": {"decoder_weight_decay": 0.01},
+    "dec_wd0.1": {"decoder_weight_decay": 0.1},
     # The population adversary on the shared posterior means (docs/quality.md).
     "adv1": {"shared_adversary": 1.0},
     "adv10": {"shared_adversary": 10.0},
