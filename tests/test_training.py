@@ -313,22 +313,11 @@ def test_stopping_compares_two_windows_of_epochs(populations_data):
     assert model.n_iter_ == 6
 
 
-def _old_rule_stop(losses, tol, window):
-    """First epoch at which scikit-learn's MLP rule stops: ``window`` epochs in a row
-    that do not beat the best epoch so far by ``tol`` of its size."""
-    best, streak = math.inf, 0
-    for epoch, value in enumerate(losses, 1):
-        streak = 0 if value < best - tol * abs(best) else streak + 1
-        best = min(best, value)
-        if streak >= window:
-            return epoch
-    return None
-
-
 def test_window_rule_keeps_a_noisy_slowly_improving_fit_and_stops_a_flat_one():
     """A loss that falls by 0.02 an epoch under epoch-to-epoch noise of 0.1 (what the
     quality panel's synthetic fits record) is not stopped by the window rule, whereas
     the best-epoch record stops most such fits early; a flat noisy loss is stopped."""
+    record_rule = pytest.importorskip("benchmarks.diagnostics.stopping_rule").record_rule
     rng = np.random.default_rng(0)
     epochs = np.arange(200)
     stopped_early = 0
@@ -336,7 +325,7 @@ def test_window_rule_keeps_a_noisy_slowly_improving_fit_and_stops_a_flat_one():
         improving = (25.0 - 0.02 * epochs + rng.normal(scale=0.1, size=200)).tolist()
         windowed = [_training.plateaued(improving[:e], 1e-4, 10) for e in range(1, 201)]
         assert not any(windowed)
-        stopped_early += _old_rule_stop(improving, 1e-4, 10) is not None
+        stopped_early += record_rule(improving, 1e-4, 10) is not None
     assert stopped_early >= 10
     flat = (20.0 + rng.normal(scale=0.1, size=200)).tolist()
     first = next(e for e in range(1, 201) if _training.plateaued(flat[:e], 1e-4, 10))
