@@ -906,11 +906,13 @@ def fit_module(
                 f"decoder_weight_decay={cfg.decoder_weight_decay:g} cannot switch the decay "
                 "on or off in a continued fit. Keep it, or fit with warm_start=False."
             )
+        decays = [group["weight_decay"] for group in optimizer.param_groups]
         optimizer.load_state_dict(optimizer_state)
-        # load_state_dict restores the saved step size too: a warm start must use the
-        # learning_rate_init it is given now.
-        for group in optimizer.param_groups:
+        # load_state_dict restores the saved step size and decay too: a warm start must
+        # use the learning_rate_init and decoder_weight_decay it is given now.
+        for group, decay in zip(optimizer.param_groups, decays):
             group["lr"] = learning_rate
+            group["weight_decay"] = decay
     generator = make_generator(seed, device)
     index_generator = generator if device.type == "cpu" else make_generator(seed, "cpu")
     step = (make_step or (lambda gen: cpvae_step(module, cfg, gen, shard)))(generator)

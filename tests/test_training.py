@@ -514,3 +514,20 @@ def test_warm_start_refuses_to_switch_decoder_weight_decay(populations_data):
     model = CPVAE(**{**SMALL, "max_iter": 2}, warm_start=True).fit(X, y)
     with pytest.raises(ValueError, match="decoder_weight_decay=0.1 cannot switch"):
         model.set_params(decoder_weight_decay=0.1).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_uses_the_decoder_weight_decay_it_is_given(populations_data, monkeypatch):
+    X, y, _, _ = populations_data
+    model = CPVAE(**{**SMALL, "max_iter": 2}, warm_start=True, decoder_weight_decay=0.1)
+    model.fit(X, y)
+    seen = []
+    train = _training.train
+
+    def spy(step, module, optimizer, *args, **kwargs):
+        seen.append([g["weight_decay"] for g in optimizer.param_groups])
+        return train(step, module, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(_training, "train", spy)
+    model.set_params(decoder_weight_decay=0.5, max_iter=4).fit(X, y)
+    assert seen == [[0.0, 0.5]]
