@@ -73,6 +73,9 @@ CONFIGS = {
     # costs more there than in the one shared decoder (docs/quality.md).
     "dec_wd0.01": {"decoder_weight_decay": 0.01},
     "dec_wd0.1": {"decoder_weight_decay": 0.1},
+    # The same at five times the default epochs, where small sets' fits level off.
+    "dec_wd0.01_max_iter1000": {"decoder_weight_decay": 0.01, "max_iter": 1000},
+    "dec_wd0.1_max_iter1000": {"decoder_weight_decay": 0.1, "max_iter": 1000},
     # The population adversary on the shared posterior means (docs/quality.md).
     "adv1": {"shared_adversary": 1.0},
     "adv10": {"shared_adversary": 10.0},
