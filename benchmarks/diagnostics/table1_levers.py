@@ -62,6 +62,9 @@ LEVERS = {
     "elbo_mi_adv10": ("elbo_mi", {"shared_adversary": 10.0}),
     "elbo_mi_adv100": ("elbo_mi", {"shared_adversary": 100.0}),
     "elbo_mi_aligned": ("elbo_mi", {"mi_alignment": "mean"}),
+    # an L2 prior on the decoders' weights
+    "elbo_mi_dec_wd0.01": ("elbo_mi", {"decoder_weight_decay": 0.01}),
+    "elbo_mi_dec_wd0.1": ("elbo_mi", {"decoder_weight_decay": 0.1}),
     "elbo_mi_centred_aligned": (
         "elbo_mi",
         {"shared_centering": "population", "mi_alignment": "mean"},
