@@ -200,6 +200,19 @@ def write_result(name, payload, tag=None):
     return path
 
 
+def write_runs(name, args, runs, start):
+    """``write_result`` of a diagnostic's ``runs``, with its arguments, the wall time
+    since ``start`` (``time.perf_counter()``), the hardware and the commit."""
+    payload = {
+        "args": vars(args),
+        "runs": runs,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "hardware": hardware(),
+        "commit": git_commit(),
+    }
+    return write_result(name, payload)
+
+
 def _jsonable(v):
     if isinstance(v, np.generic):
         return v.item()

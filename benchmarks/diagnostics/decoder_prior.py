@@ -80,16 +80,7 @@ def main():
             f"accuracy {r['accuracy_equal_priors']:.3f} ({r['fit_s']} s)",
             flush=True,
         )
-    C.write_result(
-        f"decoder_prior_{args.case}",
-        {
-            "args": vars(args),
-            "runs": runs,
-            "wall_seconds": round(time.perf_counter() - start, 1),
-            "hardware": C.hardware(),
-            "commit": C.git_commit(),
-        },
-    )
+    C.write_runs(f"decoder_prior_{args.case}", args, runs, start)
 
 
 if __name__ == "__main__":

@@ -118,16 +118,7 @@ def main():
         f"{np.median(gap) if gap else 0:.2f} nats per row (median) above the last epochs' loss; "
         f"window rule stops {sum(bool(s['window_stop']) for s in runs.values())}"
     )
-    C.write_result(
-        "stopping_rule",
-        {
-            "args": vars(args),
-            "runs": runs,
-            "wall_seconds": round(time.perf_counter() - start, 1),
-            "hardware": C.hardware(),
-            "commit": C.git_commit(),
-        },
-    )
+    C.write_runs("stopping_rule", args, runs, start)
 
 
 if __name__ == "__main__":
