@@ -332,17 +332,21 @@ def mi_weight_schedule(epoch, final, anneal_epochs):
     return 1.0 + (final - 1.0) * frac
 
 
-def own_kl_warmup(epoch, warmup_epochs):
-    """Scale of the own private KL at (fractional) ``epoch``: 0 to 1 over ``warmup_epochs``.
+def own_kl_warmup(epoch, warmup_epochs, start=0.0):
+    """Scale of the own private KL at (fractional) ``epoch``: ``start`` to 1, then 1.
 
-    A KL warm-up (Bowman et al., 2016; Sonderby et al., 2016) on the private code alone:
-    the weight of eq. 3's KL(q_k(t|x) || N(0, I)) on a row's own private code rises
-    linearly from 0 and stays at 1 from ``warmup_epochs`` on, so that training ends on
-    the objective itself. ``warmup_epochs=0`` is 1 from the first step.
+    A KL schedule on the private code alone. With ``start=0`` it is a warm-up (Bowman
+    et al., 2016; Sonderby et al., 2016): the weight of eq. 3's KL(q_k(t|x) || N(0, I))
+    on a row's own private code rises linearly from 0. With ``start > 1`` it falls from
+    ``start``: early in training a private nat costs more than a shared one, so what
+    every population shares is modelled in the shared code first. Either way the scale
+    stays at 1 from ``warmup_epochs`` on, so that training ends on the objective itself.
+    ``warmup_epochs=0`` is 1 from the first step.
     """
     if warmup_epochs <= 0:
         return 1.0
-    return min(1.0, max(0.0, epoch / warmup_epochs))
+    done = min(1.0, max(0.0, epoch / warmup_epochs))
+    return start + (1.0 - start) * done
 
 
 def log_marginal_is(log_w):

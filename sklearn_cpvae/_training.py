@@ -89,6 +89,7 @@ class TrainConfig:
     private_free_nats: float = 0.0
     # Epochs over which the own private KL's weight rises from 0 to private_kl_weight.
     private_kl_warmup: int = 0
+    private_kl_warmup_start: float = 0.0
     # Weight of the population adversary on the shared codes (0: none).
     shared_adversary: float = 0.0
     # Adam's L2 weight decay on the decoders' weights (0: none).
@@ -550,7 +551,13 @@ def train(
                 # (positional: DistributedDataParallel's forward takes no keywords).
                 warm = ()
                 if cfg.private_kl_warmup > 0:
-                    warm = (own_kl_warmup(epoch + i / n_steps, cfg.private_kl_warmup),)
+                    warm = (
+                        own_kl_warmup(
+                            epoch + i / n_steps,
+                            cfg.private_kl_warmup,
+                            cfg.private_kl_warmup_start,
+                        ),
+                    )
                 # A tensor gather, or sparse rows densified one minibatch at a time.
                 xb = x[idx[i][:, local].reshape(-1)]
                 if streamed:

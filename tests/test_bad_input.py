@@ -512,6 +512,7 @@ BAD_PARAMS = {
     "validation_fraction": [0.0, 1.0, -0.1, 0.95, 0.5],
     "max_grad_norm": [0.0, -1.0, np.inf, np.nan, 1e-12],
     "decoder_weight_decay": [-0.1, np.nan, "0.1"],
+    "private_kl_warmup_start": [-1.0, np.nan, "10"],
     "n_importance_samples": [0, -1, 1.5],
     "device": ["gpu", "cuda:99", "", 0, "cpu:0"],
     "random_state": [-1, 2**40, "seed", 1.5],

@@ -460,6 +460,14 @@ def test_own_kl_warmup_rises_from_zero_to_one():
     assert own_kl_warmup(0, 0) == 1.0
 
 
+def test_own_kl_schedule_falls_from_its_start_to_one():
+    assert own_kl_warmup(0, 4, start=10.0) == 10.0
+    assert own_kl_warmup(2, 4, start=10.0) == 5.5
+    assert own_kl_warmup(4, 4, start=10.0) == 1.0
+    assert own_kl_warmup(7, 4, start=10.0) == 1.0
+    assert own_kl_warmup(3, 0, start=10.0) == 1.0
+
+
 def _warmup_fit(warmup, **kw):
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1], 40)
@@ -482,6 +490,22 @@ def test_private_kl_warmup_discounts_only_the_own_kl_and_ends_on_the_objective()
     first, *_, last = model.history_
     assert first["kl_private"] > 0
     assert first["loss"] < full(first) - 0.5 * first["kl_private"]
+    for r in model.history_[10:]:
+        assert r["loss"] == pytest.approx(full(r), rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_shared_first_schedule_charges_more_then_ends_on_the_objective():
+    """With private_kl_warmup_start=10 the first epoch charges more than the own private
+    KL once; from the schedule's end the loss is eq. 3 minus alpha MI exactly."""
+    model = _warmup_fit(0.5, private_kl_warmup_start=10.0)
+
+    def full(r):
+        return -(r["recon"] - r["kl_shared"] - r["kl_private"] - r["mi_weight"] * r["mi"])
+
+    first = model.history_[0]
+    assert first["kl_private"] > 0
+    assert first["loss"] > full(first) + 5 * first["kl_private"]
     for r in model.history_[10:]:
         assert r["loss"] == pytest.approx(full(r), rel=1e-5)
 
@@ -509,6 +533,10 @@ def test_private_kl_weight_refused_where_there_is_no_own_kl():
         CPVAE(objective="paper", private_kl_warmup=0.5, **CONFIGS["bad_input"]).fit(X, y)
     with pytest.raises(ValueError, match="private_kl_warmup"):
         CPVAE(private_kl_warmup=1.0, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_kl_warmup_start=10.0 has no effect with obj"):
+        CPVAE(objective="paper", private_kl_warmup_start=10.0, **CONFIGS["bad_input"]).fit(X, y)
+    with pytest.raises(ValueError, match="private_kl_warmup_start=10.0 has no effect with pri"):
+        CPVAE(private_kl_warmup_start=10.0, **CONFIGS["bad_input"]).fit(X, y)
 
 
 def _finite_difference(f, x, h=1e-6):

@@ -68,6 +68,10 @@ CONFIGS = {
     "pkl0.5": {"private_kl_weight": 0.5},
     # The own private KL's weight rising from 0 to 1 over the first half of max_iter.
     "warmup0.5": {"private_kl_warmup": 0.5},
+    # The opposite schedule: the own private KL's weight falling from 10 to 1 over the
+    # first quarter of max_iter ("shared first").
+    "shared_first10": {"private_kl_warmup": 0.25, "private_kl_warmup_start": 10.0},
+    "shared_first3": {"private_kl_warmup": 0.25, "private_kl_warmup_start": 3.0},
     "inv10": {"shared_invariance": 10.0},
     # An L2 prior on the decoders' weights: what K private decoders would each model
     # costs more there than in the one shared decoder (docs/quality.md).
