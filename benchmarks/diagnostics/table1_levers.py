@@ -65,6 +65,11 @@ LEVERS = {
     # an L2 prior on the decoders' weights
     "elbo_mi_dec_wd0.01": ("elbo_mi", {"decoder_weight_decay": 0.01}),
     "elbo_mi_dec_wd0.1": ("elbo_mi", {"decoder_weight_decay": 0.1}),
+    # The own private KL's weight falling from 10 to 1 over the first quarter ("shared first").
+    "elbo_mi_shared_first10": (
+        "elbo_mi",
+        {"private_kl_warmup": 0.25, "private_kl_warmup_start": 10.0},
+    ),
     "elbo_mi_centred_aligned": (
         "elbo_mi",
         {"shared_centering": "population", "mi_alignment": "mean"},
