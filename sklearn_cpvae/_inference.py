@@ -82,12 +82,21 @@ def _width(module, X):
 
 @with_retained_heap
 def encode(
-    module, device, X, populations=None, *, has_private=None, private_var=False, centre=None
+    module,
+    device,
+    X,
+    populations=None,
+    *,
+    has_private=None,
+    private_var=False,
+    shared_var=False,
+    centre=None,
 ):
     """Posterior means of z, or (with ``populations``) of t under each row's own encoder.
 
     ``has_private`` (K,) zeroes the private codes of populations without a private space.
-    With ``private_var`` the private variances are returned too: ``(mean, var)``.
+    With ``private_var`` (``shared_var``) the private (shared) variances are returned
+    too: ``(mean, var)``.
     ``centre`` (n,) gives each row's population for a population-centred shared encoder
     (``shared_centering``).
     """
@@ -104,8 +113,10 @@ def encode(
             xb = module.standardize_rows(to_tensor(X[sl], device, X.dtype), inplace=True)
             if populations is None:
                 pops = None if centre is None else torch.as_tensor(centre[sl], device=device)
-                mu_z = module.encode_shared(xb, standardized=True, populations=pops)[0]
+                mu_z, lv_z = module.encode_shared(xb, standardized=True, populations=pops)
                 shared.append(mu_z.cpu().numpy())
+                if shared_var:
+                    pvar.append(torch.exp(lv_z).cpu().numpy())
                 continue
             pops = torch.as_tensor(populations[sl], device=device)
             mu, lv = module.encode_private(xb, pops, standardized=True)
@@ -119,7 +130,10 @@ def encode(
             pvar.append(torch.exp(lv).cpu().numpy())
     if populations is None:
         codes = np.concatenate(shared).astype(X.dtype, copy=False)
-        return check_finite_output(codes, "the shared code", tdtype)
+        codes = check_finite_output(codes, "the shared code", tdtype)
+        if shared_var:
+            return codes, np.concatenate(pvar).astype(X.dtype, copy=False)
+        return codes
     private = check_finite_output(np.concatenate(private), "the private code", tdtype)
     if private_var:
         return private, np.concatenate(pvar)

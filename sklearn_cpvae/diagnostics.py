@@ -2,10 +2,12 @@
 
 Two questions a multi-study analysis has to answer before the codes are trusted:
 
-* **Leakage** (:func:`leakage_report`, :func:`linear_probe`): does the shared code still
-  encode the study (a cross-validated linear probe predicting the population from the
-  shared codes; near chance is good), and does each private encoder stay uninformative
-  on the *other* populations (the per-row KL of eq. 6, which eq. 4 drives to 0)?
+* **Leakage** (:func:`leakage_report`, :func:`linear_probe`, :func:`active_units`): does
+  the shared code still encode the study (a cross-validated linear probe predicting the
+  population from the shared codes; near chance is good), read from every unit, from the
+  active units only and from one draw z ~ q(z|x), and does each private encoder stay
+  uninformative on the *other* populations (the per-row KL of eq. 6, which eq. 4 drives
+  to 0)?
 * **Variance explained** (:func:`variance_explained`): per feature and population, the
   share of the variance of X captured by the shared part ``f_s(z)`` and by the
   population's private part ``f_k(t)`` (as MOFA reports it per factor group), to ask
@@ -26,6 +28,7 @@ from sklearn_cpvae._likelihoods import get_likelihood
 from sklearn_cpvae._validation import check_fitted_X, population_index
 
 __all__ = [
+    "active_units",
     "differential_expression",
     "leakage_report",
     "linear_probe",
@@ -78,6 +81,38 @@ def linear_probe(codes, labels, *, groups=None, cv=5, random_state=0):
     return float(np.mean(scores))
 
 
+def active_units(codes, threshold=0.01):
+    """Which units of a code vary with the data: the variance of their posterior means.
+
+    A unit whose posterior mean ``E q(u | x)`` varies over the rows by less than
+    ``threshold`` is collapsed: its posterior is close to the prior for every row and
+    the decoder cannot use it (Burda, Grosse and Salakhutdinov, *Importance Weighted
+    Autoencoders*, 2016, whose threshold 0.01 this takes for unit-variance priors).
+
+    Parameters
+    ----------
+    codes : array-like of shape (n_samples, n_units)
+        Posterior means, e.g. a block of :meth:`CPVAE.transform`.
+    threshold : float, default=0.01
+        Smallest variance over the rows of an active unit's posterior mean.
+
+    Returns
+    -------
+    active : ndarray of bool, shape (n_units,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cpvae.diagnostics import active_units
+    >>> rng = np.random.default_rng(0)
+    >>> codes = np.column_stack([rng.normal(size=100), 0.01 * rng.normal(size=100)])
+    >>> active_units(codes)
+    array([ True, False])
+    """
+    codes = np.asarray(codes, dtype=np.float64)
+    return codes.var(axis=0) > threshold
+
+
 def _prepare(model, X, populations):
     X = check_fitted_X(model, X)
     idx = population_index(model.classes_, populations, X.shape[0])
@@ -124,16 +159,53 @@ def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
     report : dict
         ``shared_probe``: cross-validated balanced accuracy of a linear probe predicting
         the population from the shared posterior means (good: near ``chance``);
-        ``chance``: ``1 / n_populations``; ``private_kl_own`` and ``private_kl_off``
-        (arrays over ``classes``): mean ``KL(q_k(t|x) || N(0, I))`` of encoder k on its
-        own rows and on the other populations' rows (good: ``off`` near 0, ``own``
-        large; NaN for populations without a private space); ``classes``.
+        ``active_shared``: the :func:`active_units` of the shared code on these rows;
+        ``shared_probe_active``: the probe from the active units alone (NaN if none is);
+        ``shared_probe_draw``: the probe from one draw z ~ q(z|x) per row, seeded by
+        ``random_state``; ``chance``: ``1 / n_populations``; ``private_kl_own`` and
+        ``private_kl_off`` (arrays over ``classes``): mean ``KL(q_k(t|x) || N(0, I))``
+        of encoder k on its own rows and on the other populations' rows (good: ``off``
+        near 0, ``own`` large; NaN for populations without a private space);
+        ``classes``.
+
+    Notes
+    -----
+    The probe standardises every unit, so it also reads differences between the
+    populations of a few hundredths in the means of collapsed units, which the decoder
+    does not use and which one draw of z, whose noise has standard deviation about 1
+    there, hides. When ``shared_probe`` is high but ``shared_probe_active`` and
+    ``shared_probe_draw`` are near ``chance``, the population is in those collapsed
+    units only (``docs/quality.md``, "What the invariance penalty sees"); if the codes
+    go on to a method that standardises them, pass it the active units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_cpvae import CPVAE
+    >>> from sklearn_cpvae.diagnostics import leakage_report
+    >>> rng = np.random.default_rng(0)
+    >>> y = np.repeat(["a", "b"], 100)
+    >>> X = rng.normal(size=(200, 6))
+    >>> X[y == "b", :2] += 2.0
+    >>> model = CPVAE(n_shared=4, n_private=2, max_iter=20, random_state=0).fit(X, y)
+    >>> report = leakage_report(model, X, y)
+    >>> sorted(k for k in report if k.startswith("shared"))
+    ['shared_probe', 'shared_probe_active', 'shared_probe_draw']
     """
     X, idx = _prepare(model, X, populations)
     centre = idx if model.module_.shared_centering else None
-    shared = _inference.encode(model.module_, model.device, X, centre=centre)
+    shared, var = _inference.encode(model.module_, model.device, X, centre=centre, shared_var=True)
     k = len(model.classes_)
     probe = linear_probe(shared, idx, groups=groups, cv=cv, random_state=random_state)
+    active = active_units(shared)
+    probe_active = (
+        linear_probe(shared[:, active], idx, groups=groups, cv=cv, random_state=random_state)
+        if active.any()
+        else np.nan
+    )
+    noise = np.random.default_rng(random_state).standard_normal(shared.shape)
+    draw = shared + np.sqrt(var.astype(np.float64)) * noise
+    probe_draw = linear_probe(draw, idx, groups=groups, cv=cv, random_state=random_state)
     kl = private_kl(model, X)
     own = np.array([kl[idx == j, j].mean() if np.any(idx == j) else np.nan for j in range(k)])
     off = np.array([kl[idx != j, j].mean() if np.any(idx != j) else np.nan for j in range(k)])
@@ -141,6 +213,9 @@ def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
     off[~model.has_private_] = np.nan
     return {
         "shared_probe": probe,
+        "active_shared": active,
+        "shared_probe_active": probe_active,
+        "shared_probe_draw": probe_draw,
         "chance": 1.0 / k,
         "private_kl_own": own,
         "private_kl_off": off,

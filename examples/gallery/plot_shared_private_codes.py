@@ -71,9 +71,15 @@ for k in model.classes_:
 # :func:`~sklearn_cpvae.diagnostics.leakage_report` asks the same from the other side: can
 # a linear probe tell the populations apart from the shared codes (it should not: near
 # ``chance``), and does each private encoder stay at the prior on the other population's
-# rows (``private_kl_off`` near 0, ``private_kl_own`` larger)?
+# rows (``private_kl_off`` near 0, ``private_kl_own`` larger)? The probe standardises
+# every shared unit, collapsed ones too, so the report also reads it from the active
+# units alone and from one draw z ~ q(z|x).
 report = leakage_report(model, X, populations)
 print(f"shared probe: {report['shared_probe']:.3f} (chance {report['chance']:.3f})")
+print(
+    f"  from the {report['active_shared'].sum()} active units: "
+    f"{report['shared_probe_active']:.3f}; from a draw of z: {report['shared_probe_draw']:.3f}"
+)
 print("private KL on own rows:  ", report["private_kl_own"].round(3))
 print("private KL on other rows:", report["private_kl_off"].round(3))
 
