@@ -59,6 +59,7 @@ from sklearn_cpvae._validation import (
     validate_on_disk,
     warn_non_integer_counts,
 )
+from sklearn_cpvae.diagnostics import active_units
 
 
 class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -398,6 +399,14 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         Mean of population k's private codes on its training rows (aggregate posterior).
     private_code_var_ : ndarray of shape (n_populations, n_private)
         Variance of the aggregate posterior of t for each population.
+    active_shared_ : ndarray of bool of shape (n_shared,)
+        The shared units whose posterior mean varies over the training rows by more than
+        0.01 (:func:`~sklearn_cpvae.diagnostics.active_units`); the others are collapsed
+        to the prior. ``fit`` warns when none is active while the private codes of two
+        or more populations are in use.
+    active_private_ : ndarray of bool of shape (n_populations, n_private)
+        The same for each population's private code on its own training rows (all False
+        without a private space).
     has_private_ : ndarray of bool of shape (n_populations,)
         False for the populations of ``no_private_populations``.
     library_size_ref_ : float
@@ -704,10 +713,29 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         self.n_iter_ = result.n_iter
         self._importance_seed = seed_is
         self.priors_ = resolve_priors(self.priors, self.population_counts_)
-        self._fit_private_aggregate(X, y_idx)
+        self._fit_code_summaries(X, y_idx)
         self.fit_info_ = fit_info(device, seeds, self.random_state)
         if outcome.diverged is not None:
             raise outcome.diverged
+        # One population using its private code with nothing shared is a consistent
+        # fit (it alone has structure); two or more mean that what they have in common,
+        # if anything, is modelled once per population.
+        n_private_in_use = int(self.active_private_.any(axis=1).sum())
+        if not self.active_shared_.any() and n_private_in_use >= 2:
+            warnings.warn(
+                "No unit of the shared code is active on the training rows (the variance "
+                "of every shared posterior mean is below 0.01) while the private codes of "
+                f"{n_private_in_use} populations are in use: each population is described "
+                "by its own code alone, and what the populations have in common, if "
+                "anything, is modelled once per population in their private codes. This "
+                "is common where the populations are easily told apart; "
+                "decoder_weight_decay=0.1, or private_kl_warmup=0.25 with "
+                "private_kl_warmup_start=10, put the shared space in use at a cost "
+                "(docs/quality.md, 'What is still open'). active_shared_ and "
+                "active_private_ hold the masks.",
+                UserWarning,
+                stacklevel=2,
+            )
         if result.interrupted:
             warnings.warn(
                 f"Training interrupted by the user at epoch {result.n_iter + 1}; the "
@@ -967,8 +995,12 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
             image=image_layout(self.image_shape, self.conv_channels, n_features),
         )
 
-    def _fit_private_aggregate(self, X, y_idx):
-        """Moments of each population's aggregate private posterior q_k(t) on its rows."""
+    def _fit_code_summaries(self, X, y_idx):
+        """Moments of each population's aggregate private posterior q_k(t) on its rows,
+        and which units of each code are active there."""
+        centre = y_idx if self.module_.shared_centering else None
+        shared = _inference.encode(self.module_, self.device, X, centre=centre)
+        self.active_shared_ = active_units(shared)
         mu, var = _inference.encode(
             self.module_,
             self.device,
@@ -985,6 +1017,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
         # Without a private space t is unused: its density stays the N(0, I) prior.
         self.private_code_mean_[~self.has_private_] = 0.0
         self.private_code_var_[~self.has_private_] = 1.0
+        self.active_private_ = np.stack([active_units(mu[y_idx == j]) for j in range(k)])
+        self.active_private_[~self.has_private_] = False
 
     # --------------------------------------------------------------- inference
     def _log_likelihoods(self, X):

@@ -21,6 +21,7 @@ from sklearn_cpvae._validation import (
     resolve_priors,
     warn_non_integer_counts,
 )
+from sklearn_cpvae.diagnostics import active_units
 
 
 def add_populations(est, X, populations=None, *, max_iter=None):
@@ -113,6 +114,7 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     )
     new_mean = np.stack([mu[new_idx == j].mean(0) for j in range(n_new)])
     new_var = np.stack([mu[new_idx == j].var(0) + var[new_idx == j].mean(0) for j in range(n_new)])
+    new_active = np.stack([active_units(mu[new_idx == j]) for j in range(n_new)])
     classes = np.concatenate([est.classes_, new_classes])
     order = np.argsort(classes, kind="stable")
     gate = np.concatenate([est.has_private_.astype(float), np.ones(n_new)])[order]
@@ -133,6 +135,8 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     est.priors_ = resolve_priors(est.priors, est.population_counts_)
     est.private_code_mean_ = np.concatenate([est.private_code_mean_, new_mean])[order]
     est.private_code_var_ = np.concatenate([est.private_code_var_, new_var])[order]
+    if hasattr(est, "active_private_"):  # absent from models saved before it existed
+        est.active_private_ = np.concatenate([est.active_private_, new_active])[order]
     est._optimizer_state = None
     if not outcome.result.converged and not est.early_stopping:
         warnings.warn(

@@ -78,6 +78,10 @@ def test_new_population_is_modelled(before_after):
     new = y == "b"
     assert model.population_counts_.tolist() == [60, 60, 60]
     assert model.has_private_.tolist() == [True, True, True]
+    # The new population's active private units, in the sorted order of classes_.
+    codes = model.transform(X[new], populations=y[new])[:, model.n_shared :]
+    np.testing.assert_array_equal(model.active_private_[1], codes.var(axis=0) > 0.01)
+    assert model.active_private_.shape == (3, model.n_private)
     ll = model.score_samples(X[new], populations=y[new])
     assert np.all(np.isfinite(ll))
     # Its own private networks explain its rows better than the old ones do.
