@@ -513,6 +513,8 @@ def baselines(Xtr, ytr, Xte, yte, biology_te=None, n_components=None):
 
 def code_metrics(model, Xte, yte, truth):
     """Every metric of a fitted model on the held-out rows."""
+    from sklearn_cpvae.diagnostics import active_units
+
     n_shared = model.n_shared
     t = time.perf_counter()
     codes = model.transform(Xte, populations=yte)
@@ -520,9 +522,10 @@ def code_metrics(model, Xte, yte, truth):
     pops = np.unique(yte)
     rows = {k: yte == k for k in pops}
     m = {}
-    m["active_shared"] = int((S.var(axis=0) > 0.01).sum())
+    active = active_units(S)
+    m["active_shared"] = int(active.sum())
     m["active_private_per_pop"] = {
-        str(k): int((P[r].var(axis=0) > 0.01).sum()) for k, r in rows.items() if r.sum() > 1
+        str(k): int(active_units(P[r]).sum()) for k, r in rows.items() if r.sum() > 1
     }
     m["active_private"] = _mean(list(m["active_private_per_pop"].values()))
     big = [k for k in pops if rows[k].sum() >= 10]
@@ -542,7 +545,6 @@ def code_metrics(model, Xte, yte, truth):
     # differences of ~0.02 in the means of collapsed units (docs/quality.md, "What the
     # invariance penalty sees"); the active units and one draw z ~ q(z|x) show what the
     # model's own code carries.
-    active = S.var(axis=0) > 0.01
     m["leak_pop_acc_shared_active"] = _class_probe(S[:, active], yte)[0] if active.any() else None
     m["leak_pop_acc_shared_draw"] = _class_probe(_shared_draw(model, Xte, yte), yte)[0]
     bio = truth.get("biology")
