@@ -731,8 +731,8 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
                 "is common where the populations are easily told apart; "
                 "decoder_weight_decay=0.1, or private_kl_warmup=0.25 with "
                 "private_kl_warmup_start=10, put the shared space in use at a cost "
-                "(docs/quality.md, 'What is still open'). active_shared_ and "
-                "active_private_ hold the masks.",
+                "(the quality panel's page of the user guide, 'What is still open'). "
+                "active_shared_ and active_private_ hold the masks.",
                 UserWarning,
                 stacklevel=2,
             )

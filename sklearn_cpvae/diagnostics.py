@@ -175,8 +175,9 @@ def leakage_report(model, X, populations, *, groups=None, cv=5, random_state=0):
     does not use and which one draw of z, whose noise has standard deviation about 1
     there, hides. When ``shared_probe`` is high but ``shared_probe_active`` and
     ``shared_probe_draw`` are near ``chance``, the population is in those collapsed
-    units only (``docs/quality.md``, "What the invariance penalty sees"); if the codes
-    go on to a method that standardises them, pass it the active units.
+    units only (:doc:`the quality panel </quality>`, "What the invariance penalty
+    sees"); if the codes go on to a method that standardises them, pass it the active
+    units.
 
     Examples
     --------
