@@ -135,7 +135,7 @@ def add_populations(est, X, populations=None, *, max_iter=None):
     est.priors_ = resolve_priors(est.priors, est.population_counts_)
     est.private_code_mean_ = np.concatenate([est.private_code_mean_, new_mean])[order]
     est.private_code_var_ = np.concatenate([est.private_code_var_, new_var])[order]
-    if hasattr(est, "active_private_"):  # absent from models saved before it existed
+    if hasattr(est, "active_private_"):  # a model loaded from an older file may lack it
         est.active_private_ = np.concatenate([est.active_private_, new_active])[order]
     est._optimizer_state = None
     if not outcome.result.converged and not est.early_stopping:
