@@ -106,7 +106,7 @@ def encode(
         slices = chunks(X.shape[0], 16 * _width(module, X))
     else:
         slices = grouped_chunks(populations, n_pop, 8 * _width(module, X))
-    shared, private, pvar = [], [], []
+    shared, private, variances = [], [], []
     with torch.inference_mode():
         for sl in slices:
             # The chunk is a copy of its own: standardised in place, once for either encoder.
@@ -116,7 +116,7 @@ def encode(
                 mu_z, lv_z = module.encode_shared(xb, standardized=True, populations=pops)
                 shared.append(mu_z.cpu().numpy())
                 if shared_var:
-                    pvar.append(torch.exp(lv_z).cpu().numpy())
+                    variances.append(torch.exp(lv_z).cpu().numpy())
                 continue
             pops = torch.as_tensor(populations[sl], device=device)
             mu, lv = module.encode_private(xb, pops, standardized=True)
@@ -127,16 +127,16 @@ def encode(
                 ]
             )
             private.append(mu.cpu().numpy())
-            pvar.append(torch.exp(lv).cpu().numpy())
+            variances.append(torch.exp(lv).cpu().numpy())
     if populations is None:
         codes = np.concatenate(shared).astype(X.dtype, copy=False)
         codes = check_finite_output(codes, "the shared code", tdtype)
         if shared_var:
-            return codes, np.concatenate(pvar).astype(X.dtype, copy=False)
+            return codes, np.concatenate(variances).astype(X.dtype, copy=False)
         return codes
     private = check_finite_output(np.concatenate(private), "the private code", tdtype)
     if private_var:
-        return private, np.concatenate(pvar)
+        return private, np.concatenate(variances)
     return private.astype(X.dtype, copy=False)
 
 
