@@ -60,6 +60,11 @@ CONFIGS = {
     # Five times the default epochs: on small sets (E. coli: 82 rows, one step per
     # epoch) whether the empty shared space is a matter of optimiser steps.
     "max_iter1000": {"max_iter": 1000},
+    # No relative stopping tolerance: training ends only when the mean loss stops
+    # falling at all, so a fit stopped by tol shows whether it had levelled off.
+    "tol0_max_iter1000": {"tol": 0.0, "max_iter": 1000},
+    # Codes about the size of a small table's structure (10 features on heart).
+    "small_codes": {"n_shared": 10, "n_private": 2},
     # Stop on the loss of a held-out tenth of the training rows (docs/quality.md,
     # "How the defaults were chosen").
     "early_stop": {"early_stopping": True},
