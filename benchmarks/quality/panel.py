@@ -61,7 +61,8 @@ CONFIGS = {
     # epoch) whether the empty shared space is a matter of optimiser steps.
     "max_iter1000": {"max_iter": 1000},
     # No relative stopping tolerance: training ends only when the mean loss stops
-    # falling at all, so a fit stopped by tol shows whether it had levelled off.
+    # falling at all; against the defaults it shows whether a fit tol stopped had
+    # levelled off.
     "tol0_max_iter1000": {"tol": 0.0, "max_iter": 1000},
     # Codes about the size of a small table's structure (10 features on heart).
     "small_codes": {"n_shared": 10, "n_private": 2},
