@@ -82,6 +82,9 @@ def one_split(name, mode, seed, configs, threads=1):
     return out
 
 
+BASELINES = (("LDA", "lda_acc"), ("QDA", "qda_acc"), ("logreg", "logreg_acc"))
+
+
 def summarise(name, records, configs):
     print(f"\n{name}: {len(records)} splits, {records[0]['n_test']} held-out rows each")
     print("held-out log p(x | own population), mean over splits:")
@@ -91,18 +94,13 @@ def summarise(name, records, configs):
         print(f"  {c:13s} {np.mean([r['configs'][c]['loglik'] for r in records]):9.2f}")
     lda = np.array([r["lda_acc"] for r in records])
     print("accuracy, per split, then mean and the paired difference to LDA (mean +- s.e.):")
-    for label, key in (("LDA", "lda_acc"), ("QDA", "qda_acc"), ("logreg", "logreg_acc")):
-        a = np.array([r[key] for r in records])
+    rows = [(label, [r[key] for r in records]) for label, key in BASELINES]
+    rows += [(c, [r["configs"][c]["acc"] for r in records]) for c in configs]
+    for label, acc in rows:
+        a = np.array(acc)
         d = a - lda
         print(
             f"  {label:13s} {' '.join(f'{v:.3f}' for v in a)}   mean {a.mean():.3f}   "
-            f"{d.mean():+.3f} +- {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
-        )
-    for c in configs:
-        a = np.array([r["configs"][c]["acc"] for r in records])
-        d = a - lda
-        print(
-            f"  {c:13s} {' '.join(f'{v:.3f}' for v in a)}   mean {a.mean():.3f}   "
             f"{d.mean():+.3f} +- {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
         )
 
