@@ -13,13 +13,22 @@ the script prints what would move the number if it were the cause:
   the private code's rate free;
 * the likelihood and the shared space: Bernoulli pixels, X in its own units, a shared
   code of one unit (ten separate VAEs), the paper's eq. 4;
+* Psi held fixed at the start value (the mean pixel variance, 1 in the script's global
+  standardisation) or a tenth of it, in place of the learned one: whether the noise
+  variance the fit learns is what lets the Gaussian density fit the training digits
+  closer than new ones (the module's ``log_psi`` is frozen while the script runs);
 * linear-Gaussian densities of the same family: one probabilistic PCA per digit (its
-  ``score_samples``), with as many components as the private code and twice as many.
+  ``score_samples``), with as many components as the private code and twice as many;
+  and nearest neighbours in Euclidean pixel distance (1 and 3), the rule a Gaussian with
+  an isotropic Psi comes down to when every digit's model reconstructs equally well.
+  ``--configs`` with no name prints these baselines alone; ``--train-per-class 0`` takes
+  every training row and ``--test-per-class 0`` every test row.
 
     python -m benchmarks.diagnostics.mnist_gap --configs default bernoulli --jobs 2
 """
 
 import argparse
+import contextlib
 import time
 import warnings
 
@@ -29,7 +38,10 @@ from joblib import Parallel, delayed
 from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
 
+import sklearn_cpvae._likelihoods as likelihoods
+import sklearn_cpvae._module as module_lib
 from benchmarks import _common as C
 from benchmarks.diagnostics.diagnose_classification import margin_split
 from benchmarks.paper import table2_classification as T2
@@ -43,7 +55,34 @@ CONFIGS = {
     "bernoulli": {"likelihood": "bernoulli"},
     "private_only": {"n_shared": 1},
     "paper": {"objective": "paper", "standardize": False},
+    "fixed_psi": {"standardize": False},
+    "fixed_psi_0.1": {"standardize": False},
 }
+# Psi frozen at this multiple of its start value.
+FIXED_PSI = {"fixed_psi": 1.0, "fixed_psi_0.1": 0.1}
+
+
+@contextlib.contextmanager
+def fixed_psi(factor):
+    """While active, every new CPVAEModule starts Psi at ``factor`` times the Gaussian's
+    start value (the mean feature variance) and never updates it."""
+    init, start = module_lib.CPVAEModule.__init__, likelihoods.Gaussian.start_values
+
+    def patched_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.log_psi.requires_grad_(False)
+
+    def patched_start(self, X, **kwargs):
+        bias, log_psi, ref = start(self, X, **kwargs)
+        return bias, log_psi + float(np.log(factor)), ref
+
+    module_lib.CPVAEModule.__init__ = patched_init
+    likelihoods.Gaussian.start_values = patched_start
+    try:
+        yield
+    finally:
+        module_lib.CPVAEModule.__init__ = init
+        likelihoods.Gaussian.start_values = start
 
 
 def _data(cfg, bernoulli):
@@ -73,11 +112,15 @@ def one_config(name, cfg, seed, large_samples, n_large, threads=1):
     )
     kwargs.update(params)
     model = CPVAE(kwargs.pop("n_shared", T2.N_SHARED), T2.N_PRIVATE, **kwargs)
+    patch = fixed_psi(FIXED_PSI[name]) if name in FIXED_PSI else contextlib.nullcontext()
     t0 = time.perf_counter()
-    with warnings.catch_warnings():
+    with patch, warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
     out = {"config": name, "params": params, "fit_seconds": time.perf_counter() - t0}
+    if model.likelihood == "gaussian":
+        # in the units the decoder models: standardised, or the script's global scale
+        out["psi"] = float(torch.exp(model.module_.log_psi.detach()))
     last = model.history_[-1]
     out["last_epoch"] = {k: last[k] for k in ("epoch", "recon", "kl_shared", "kl_private")}
     # log p(x | k) of every row and digit, from which accuracy and the own-digit
@@ -117,12 +160,15 @@ def baselines(cfg, components):
         for split, (A, b) in {"test": (Xt, yt), "train": (X[train_rows], y[train_rows])}.items():
             ll = np.stack([p.score_samples(A) for p in pcas], axis=1)
             out[f"ppca{d}_{split}_accuracy"] = float(np.mean(ll.argmax(1) == b))
+    for k in (1, 3):
+        knn = KNeighborsClassifier(k, algorithm="brute").fit(X, y)
+        out[f"knn{k}_accuracy"] = float(knn.score(Xt, yt))
     return out
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=CONFIGS)
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=CONFIGS)
     p.add_argument("--train-per-class", type=int, default=1000)
     p.add_argument("--test-per-class", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -131,8 +177,8 @@ def main():
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--tag", default=None)
     args = p.parse_args()
-    cfg = dict(T2.FULL, n_train_per_class=args.train_per_class)
-    cfg["n_test_per_class"] = args.test_per_class
+    cfg = dict(T2.FULL, n_train_per_class=args.train_per_class or None)
+    cfg["n_test_per_class"] = args.test_per_class or None
     t0 = time.perf_counter()
     base = baselines(cfg, (T2.N_PRIVATE, 2 * T2.N_PRIVATE))
     print({k: round(v, 4) for k, v in base.items()}, flush=True)
