@@ -96,6 +96,9 @@ class CPVAE(ClassifierMixin, TransformerMixin, BaseEstimator):
     likelihood : {"gaussian", "bernoulli", "poisson", "nb"}, default="gaussian"
         ``"gaussian"``: mean ``f_s(z) + f_k(t)`` and a learned isotropic variance Psi
         (eq. 1). ``"bernoulli"``: ``f_s(z) + f_k(t)`` are logits; X must lie in [0, 1].
+        For near-binary images (handwritten strokes) ``"bernoulli"`` classifies better:
+        the isotropic Gaussian weighs every pixel's squared error alike (see "MNIST:
+        where Table 2's accuracy is lost" in :doc:`the quality panel </quality>`).
         ``"poisson"`` and ``"nb"`` (negative binomial with a learned inverse dispersion
         per feature, ``module_.log_theta``) model raw non-negative counts:
         ``f_s(z) + f_k(t)`` is the log mean count at the reference library size, the
