@@ -1,8 +1,11 @@
 """The benchmark helpers in ``benchmarks/paper``: runs made in pieces are joined correctly
-(``table1_merge.py`` for Table 1 seeds, ``table2_merge.py`` for Table 2 variants).
+(``table1_merge.py`` for Table 1 seeds, ``table2_merge.py`` for Table 2 variants), and
+Table 2's Bernoulli Grassy-MNIST rows are its pixels in [0, 1].
 """
 
+import numpy as np
 import pytest
+from _data import DATA_DIR
 
 from benchmarks.paper import report, table1_merge, table2_merge
 
@@ -152,3 +155,21 @@ def test_missing_variant_or_mismatched_rows_is_an_error():
             ],
             ["a", "b"],
         )
+
+
+@pytest.mark.skipif(
+    not (DATA_DIR / "mnist" / "mnist.npz").exists()
+    or not (DATA_DIR / "grass_imagenet" / "grass_imagenet.npz").exists(),
+    reason="needs shared/data (MNIST and the grass photos)",
+)
+def test_bernoulli_grassy_rows_are_the_pixels_scaled_into_the_unit_interval():
+    from benchmarks.paper import table2_classification as T2
+
+    cfg = dict(T2.QUICK, n_train_per_class=3, n_test_per_class=2)
+    raw = T2._load_raw("grassy_mnist", cfg)
+    X, y, Xt, yt, shape = T2.load("grassy_mnist_bernoulli", cfg)
+    assert raw[0].max() > 1.0  # grass plus a quarter-bright digit exceeds 1
+    assert 0.0 <= X.min() and X.max() <= 1.0 and 0.0 <= Xt.min() and Xt.max() <= 1.0
+    np.testing.assert_allclose(X * T2.GRASSY_CEILING, raw[0], rtol=1e-6)
+    np.testing.assert_array_equal(y, raw[1])
+    assert shape == (1, 28, 28)
