@@ -209,6 +209,9 @@ def make_cpvae(variant, likelihood, cfg, seed, device, schedule=(), max_iter=Non
             as_given=cfg.get("as_given", False),
         ),
         **_conv_params(cfg, shape),
+        **(
+            {"private_kl_warmup": cfg["private_kl_warmup"]} if cfg.get("private_kl_warmup") else {}
+        ),
     )
 
 
@@ -279,6 +282,14 @@ def main():
             "image_shape and conv_channels); default: MLPs",
         )
 
+        p.add_argument(
+            "--private-kl-warmup",
+            type=float,
+            default=None,
+            help="CPVAE's private_kl_warmup (the own private KL's weight rising from 0 "
+            "over this fraction of the epochs); default: the estimator's",
+        )
+
     args = C.parse_args(__doc__.splitlines()[0], extra)
     cfg = dict(QUICK if args.quick else FULL, objective=args.objective, as_given=args.as_given)
     if args.train_per_class is not None:
@@ -287,6 +298,8 @@ def main():
         cfg["n_test_per_class"] = args.test_per_class
     if args.conv_channels:
         cfg["conv_channels"] = args.conv_channels
+    if args.private_kl_warmup is not None:
+        cfg["private_kl_warmup"] = args.private_kl_warmup
     results = {}
     with C.Timer() as wall:
         for name in args.datasets:
